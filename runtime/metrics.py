@@ -1,0 +1,82 @@
+"""Prometheus metrics, correct across worker processes.
+
+prometheus_client's multiprocess mode is used (each process writes its own mmap files); the supervisor
+sets PROMETHEUS_MULTIPROC_DIR before this module is imported. Slot occupancy is read from the shared
+worker table at scrape time instead of being written on every request.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from runtime.worker_state import WorkerTable
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   30.0, 60.0, 300.0)
+
+REQUESTS = Counter("openscore_requests", "HTTP requests answered, by route and status", ["route", "status"])
+REQUEST_SECONDS = Histogram("openscore_request_duration_seconds",
+                            "Time from request received to response ready", ["route"], buckets=LATENCY_BUCKETS)
+QUEUE_WAIT_SECONDS = Histogram("openscore_queue_wait_seconds",
+                               "Time a scoring request waited for a concurrency slot", buckets=LATENCY_BUCKETS)
+RUN_SECONDS = Histogram("openscore_run_duration_seconds", "Time spent in the entry script's run()",
+                        buckets=LATENCY_BUCKETS)
+REJECTED = Counter("openscore_rejected_requests", "Scoring requests refused with 503, by reason", ["reason"])
+SCORING_TIMEOUTS = Counter("openscore_scoring_timeouts", "run() calls that exceeded the scoring timeout")
+ABANDONED_THREADS = Counter("openscore_run_threads_abandoned",
+                            "run() threads abandoned because run() never returned in time")
+INIT_SECONDS = Histogram("openscore_init_duration_seconds", "Duration of init() in each worker start",
+                         buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+WORKER_RESTARTS = Counter("openscore_worker_restarts", "Worker processes replaced after they died", ["reason"])
+
+_request_children: dict[tuple[str, int], object] = {}
+_duration_children: dict[str, object] = {}
+
+
+def observe_request(route: str, status: int, seconds: float) -> None:
+    key = (route, status)
+    child = _request_children.get(key)
+    if child is None:
+        child = _request_children[key] = REQUESTS.labels(route, str(status))
+    child.inc()  # type: ignore[attr-defined]
+    hist = _duration_children.get(route)
+    if hist is None:
+        hist = _duration_children[route] = REQUEST_SECONDS.labels(route)
+    hist.observe(seconds)  # type: ignore[attr-defined]
+
+
+class OccupancyCollector:
+    """Slots, queue and readiness of all workers, read from shared memory when scraped."""
+
+    def __init__(self, table: WorkerTable):
+        self._table = table
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        o = self._table.occupancy()
+        for name, doc, value in (
+            ("openscore_slots_busy", "Concurrency slots executing run() now", o.busy),
+            ("openscore_slots_total", "Concurrency slots in all ready workers", o.total),
+            ("openscore_queue_length", "Scoring requests waiting for a slot", o.queued),
+            ("openscore_requests_in_flight", "Scoring requests being handled", o.in_flight),
+            ("openscore_workers_ready", "Worker processes whose init() succeeded", o.workers_ready),
+            ("openscore_workers", "Configured worker processes", o.workers),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+def exposition(table: WorkerTable) -> bytes:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(OccupancyCollector(table))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+def worker_died(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters and histograms stay in the totals)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        mark_process_dead(pid)

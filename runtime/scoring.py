@@ -1,0 +1,163 @@
+"""The scoring path, independent of HTTP: input -> slot -> run() with a timeout -> encoded response.
+
+Every failure becomes the status and `{"message": ...}` body that azmlinfsrv gives (spec 1.4-1.8), plus
+503 for overload, which azmlinfsrv lacks. The slot is always released, whatever run() does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from runtime import metrics
+from runtime.entry_script import EntryScript, InputMode
+from runtime.input_decoding import IncomingRequest, InputError, run_arguments
+from runtime.request_context import in_user_run
+from runtime.response_encoding import JSON_CONTENT_TYPE, UnserializableResult, encode_result
+from runtime.run_threads import RunThreadPool, ScoringTimeout
+from runtime.slots import Overloaded, SlotGate
+
+log = logging.getLogger("openscore.worker")
+
+RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
+
+
+@dataclass
+class ScoreResult:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    run_ms: float | None = None          # set only when run() returned normally (x-ms-run-fn-exec-ms)
+    queue_wait_ms: float = 0.0
+    run_failed: bool = False
+    retry_after_s: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def message_result(status: int, message: str, *, run_failed: bool = False,
+                   retry_after_s: int | None = None) -> ScoreResult:
+    return ScoreResult(status, [("Content-Type", JSON_CONTENT_TYPE)], orjson.dumps({"message": message}),
+                       run_failed=run_failed, retry_after_s=retry_after_s)
+
+
+class InitState:
+    """Whether init() has finished in this worker; requests wait for it, boundedly."""
+
+    def __init__(self) -> None:
+        self._done = asyncio.Event()
+        self.failed: str | None = None
+        self.waiting = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._done.is_set() and self.failed is None
+
+    def finish(self, failure: str | None = None) -> None:
+        self.failed = failure
+        self._done.set()
+
+    async def wait(self, timeout_s: float, max_waiting: int) -> None:
+        if self._done.is_set():
+            if self.failed:
+                raise Overloaded(f"init() failed: {self.failed}", retry_after_s=5)
+            return
+        if self.waiting >= max_waiting:
+            raise Overloaded("The service is initializing (init() has not finished) and the wait queue is full")
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._done.wait()
+        except TimeoutError:
+            raise Overloaded("The service is initializing: init() has not finished", retry_after_s=5) from None
+        finally:
+            self.waiting -= 1
+        if self.failed:
+            raise Overloaded(f"init() failed: {self.failed}", retry_after_s=5)
+
+
+class Scorer:
+    def __init__(self, script: EntryScript | None, gate: SlotGate, pool: RunThreadPool, init_state: InitState,
+                 *, scoring_timeout_ms: int, numpy_json: bool = False):
+        self.script = script  # set once init() has succeeded
+        self.gate = gate
+        self.pool = pool
+        self.init_state = init_state
+        self.scoring_timeout_ms = scoring_timeout_ms
+        self.numpy_json = numpy_json
+
+    async def score(self, req: IncomingRequest, request_id: str) -> ScoreResult:
+        try:
+            await self.init_state.wait(self.gate.max_wait_s, self.gate.max_queue)
+            assert self.script is not None
+            if req.method == "OPTIONS" and self.script.mode is not InputMode.RAW:
+                return ScoreResult(200, [("Content-Type", "text/html; charset=utf-8")], b"")
+            kwargs = run_arguments(self.script, req)
+        except InputError as e:
+            return message_result(e.status, e.message)
+        except Overloaded as e:
+            metrics.REJECTED.labels("initializing").inc()
+            return message_result(503, e.message, retry_after_s=e.retry_after_s)
+
+        try:
+            waited = await self.gate.acquire()
+        except Overloaded as e:
+            metrics.REJECTED.labels("overloaded").inc()
+            return message_result(503, e.message, retry_after_s=e.retry_after_s)
+        metrics.QUEUE_WAIT_SECONDS.observe(waited)
+        try:
+            result = await self._call_run(kwargs, request_id)
+        finally:
+            self.gate.release()
+        result.queue_wait_ms = waited * 1000
+        return result
+
+    async def _call_run(self, kwargs: dict, request_id: str) -> ScoreResult:
+        timeout_s = self.scoring_timeout_ms / 1000
+        assert self.script is not None
+        try:
+            if self.script.is_async:
+                value, elapsed = await self._call_async(kwargs, timeout_s)
+            else:
+                value, elapsed = await self.pool.call(self.script.run, kwargs, request_id, timeout_s)
+        except ScoringTimeout:
+            metrics.SCORING_TIMEOUTS.inc()
+            if not self.script.is_async:
+                metrics.ABANDONED_THREADS.inc()
+            return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
+        except BaseException as e:  # noqa: BLE001 - any failure of user code is a 500, never a crash
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            log.error("run() raised %s for request %s", type(e).__name__, request_id, exc_info=e)
+            return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
+        metrics.RUN_SECONDS.observe(elapsed)
+        try:
+            enc = encode_result(value, self.numpy_json)
+        except UnserializableResult as e:
+            log.error("%s (request %s)", e, request_id)
+            return message_result(500, INTERNAL_ERROR_MESSAGE)
+        except Exception as e:  # a Response subclass whose body cannot be produced
+            log.error("the response returned by run() could not be sent (request %s)", request_id, exc_info=e)
+            return message_result(500, INTERNAL_ERROR_MESSAGE)
+        failed = enc.status >= 500
+        return ScoreResult(enc.status, enc.headers, enc.body, run_ms=elapsed * 1000, run_failed=failed)
+
+    async def _call_async(self, kwargs: dict, timeout_s: float) -> tuple[object, float]:
+        assert self.script is not None
+        token = in_user_run.set(True)
+        start = time.perf_counter()
+        cm = asyncio.timeout(timeout_s)
+        try:
+            async with cm:
+                value = await self.script.run(**kwargs)
+        except TimeoutError:
+            if cm.expired():
+                raise ScoringTimeout() from None
+            raise
+        finally:
+            in_user_run.reset(token)
+        return value, time.perf_counter() - start

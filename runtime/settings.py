@@ -1,0 +1,178 @@
+"""All configuration of the scoring server, in one typed place.
+
+Sources, strongest first: command-line flags, environment variables (Azure's names where Azure has
+them), the JSON config file (AZUREML_CONFIG_FILE, or config.json in the app root or beside the entry
+script, whose keys are the environment-variable names), then defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from runtime import __version__
+
+DEFAULT_PORT = 5001
+DEFAULT_SCORING_TIMEOUT_MS = 3_600_000  # azmlinfsrv's own default (AKS deployments set 60 000)
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024  # azureml-fe's payload cap
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{key} must be true or false, got {value!r}")
+
+
+def _int_parser(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
+    def parse(key: str, value: str) -> int:
+        try:
+            n = int(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{key} must be an integer, got {value!r}") from None
+        if n < minimum or (maximum is not None and n > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise SettingsError(f"{key} must be {bound}, got {n}")
+        return n
+    return parse
+
+
+def _str(key: str, value: str) -> str:
+    return str(value)
+
+
+def _origins(key: str, value: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in str(value).split(",") if o.strip())
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(key: str, value: str) -> str:
+        v = str(value).strip().lower()
+        if v not in allowed:
+            raise SettingsError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+        return v
+    return parse
+
+
+def _opt(env: str | None = None, parse: Callable[[str, str], Any] = _str, **kw: Any) -> Any:
+    """A dataclass field carrying its environment variable name and parser."""
+    return field(metadata={"env": env, "parse": parse}, **kw)
+
+
+@dataclass
+class ServerSettings:
+    """Everything `openscore serve` is configured with. Field docs live in README's reference."""
+
+    entry_script: str | None = _opt("AZUREML_ENTRY_SCRIPT", default=None)
+    model_dir: str = _opt("AZUREML_MODEL_DIR", default="")
+    app_root: str = _opt("AML_APP_ROOT", default="")
+    source_directory: str | None = _opt("AZUREML_SOURCE_DIRECTORY", default=None)
+    host: str = _opt("OPENSCORE_HOST", default="0.0.0.0")
+    port: int = _opt(None, _int_parser(1, 65535), default=DEFAULT_PORT)
+    workers: int = _opt("WORKER_COUNT", _int_parser(1, 256), default=1)
+    scoring_timeout_ms: int = _opt("SCORING_TIMEOUT_MS", _int_parser(1), default=DEFAULT_SCORING_TIMEOUT_MS)
+    max_concurrent_requests: int = _opt("OPENSCORE_MAX_CONCURRENT_REQUESTS", _int_parser(1, 4096), default=1)
+    max_queue_size: int = _opt("OPENSCORE_MAX_QUEUE_SIZE", _int_parser(0), default=64)
+    max_queue_wait_ms: int = _opt("OPENSCORE_MAX_QUEUE_WAIT_MS", _int_parser(0), default=60_000)
+    max_body_bytes: int = _opt("OPENSCORE_MAX_BODY_BYTES", _int_parser(1), default=DEFAULT_MAX_BODY_BYTES)
+    body_read_timeout_s: int = _opt("OPENSCORE_BODY_READ_TIMEOUT_S", _int_parser(1), default=60)
+    graceful_timeout_s: int = _opt("OPENSCORE_GRACEFUL_TIMEOUT_S", _int_parser(0), default=30)
+    max_stuck_threads: int = _opt("OPENSCORE_MAX_STUCK_THREADS", _int_parser(1), default=16)
+    service_name: str = _opt("SERVICE_NAME", default="ML service")
+    service_path_prefix: str = _opt("SERVICE_PATH_PREFIX", default="")
+    service_version: str = _opt("SERVICE_VERSION", default="1.0")
+    cors_origins: tuple[str, ...] = _opt("AML_CORS_ORIGINS", _origins, default=())
+    server_version_header: str = _opt("HTTP_X_MS_SERVER_VERSION", default=f"openscore/{__version__}")
+    log_format: str = _opt("OPENSCORE_LOG_FORMAT", _choice("azure", "json"), default="azure")
+    log_level: str = _opt("AZUREML_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"),
+                          default="info")
+    access_log: bool = _opt("OPENSCORE_ACCESS_LOG", _parse_bool, default=True)
+    response_json: str = _opt("OPENSCORE_RESPONSE_JSON", _choice("azure", "numpy"), default="azure")
+    collect_model_data: str | None = _opt("OPENSCORE_COLLECT_MODEL_DATA", default=None)
+    collect_max_bytes: int = _opt("OPENSCORE_COLLECT_MAX_BYTES", _int_parser(1024), default=64 * 1024 * 1024)
+    collect_keep_files: int = _opt("OPENSCORE_COLLECT_KEEP_FILES", _int_parser(1), default=10)
+    sklearn_joblib_alias: bool = _opt("OPENSCORE_SKLEARN_JOBLIB_ALIAS", _parse_bool, default=False)
+    config_file: str | None = _opt("AZUREML_CONFIG_FILE", default=None)
+
+    @property
+    def scoring_timeout_s(self) -> float:
+        return self.scoring_timeout_ms / 1000.0
+
+    def entry_script_path(self) -> Path:
+        """Azure's rule: join(app_root, entry_script); an absolute path wins."""
+        assert self.entry_script is not None
+        return Path(self.app_root, self.entry_script)
+
+
+_FIELDS = {f.name: f for f in fields(ServerSettings)}
+
+
+def _config_file_values(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SettingsError(f"config file {path} could not be read as JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a JSON object of environment-variable names")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+
+def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> ServerSettings:
+    """Merge CLI values (None = not given), the environment and the config file."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or os.getcwd()
+
+    def env_of(name: str, source: Mapping[str, Any]) -> Any:
+        key = _FIELDS[name].metadata["env"]
+        return source.get(key) if key else None
+
+    # The config file can be named by flag or env; its location may depend on app root/entry script.
+    app_root = cli.get("app_root") or environ.get("AML_APP_ROOT") or cwd
+    entry = cli.get("entry_script") or environ.get("AZUREML_ENTRY_SCRIPT")
+    config_path = cli.get("config_file") or environ.get("AZUREML_CONFIG_FILE")
+    file_values: dict[str, str] = {}
+    if config_path:
+        file_values = _config_file_values(Path(app_root, config_path))
+    else:
+        candidates = [Path(app_root, "config.json")]
+        if entry:
+            candidates.append(Path(app_root, entry).parent / "config.json")
+        for c in candidates:
+            if c.is_file():
+                file_values = _config_file_values(c)
+                break
+
+    values: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        parse = f.metadata["parse"]
+        key = f.metadata["env"] or f"--{name.replace('_', '-')}"
+        raw = cli.get(name)
+        if raw is not None:
+            values[name] = raw if not isinstance(raw, str) else parse(f"--{name.replace('_', '-')}", raw)
+            continue
+        raw = env_of(name, environ)
+        if raw is None:
+            raw = env_of(name, file_values)
+        if raw is not None:
+            values[name] = parse(key, raw)
+
+    s = ServerSettings(**values)
+    # Azure: AML_APP_ROOT defaults to cwd; the CLI flag's entry script is realpath'ed against cwd.
+    s.app_root = os.path.abspath(s.app_root or cwd)
+    if cli.get("entry_script"):
+        s.entry_script = os.path.realpath(os.path.join(cwd, cli["entry_script"]))
+    if s.entry_script is None:
+        raise SettingsError("no entry script: pass --entry-script or set AZUREML_ENTRY_SCRIPT")
+    if not s.entry_script_path().is_file():
+        raise SettingsError(f"entry script {s.entry_script_path()} does not exist")
+    return s

@@ -1,0 +1,307 @@
+"""HTTP transport of a worker: aiohttp's low-level server, a path table, headers, limits and logs.
+
+Kept thin: the scoring logic is in `Scorer`. The low-level server (no router, no middlewares) is used
+because per-request CPU is the product's main cost figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+from multidict import CIMultiDict
+
+from runtime import metrics
+from runtime.input_decoding import IncomingRequest
+from runtime.request_context import current_request_id
+from runtime.scoring import ScoreResult, Scorer
+from runtime.settings import ServerSettings
+from runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
+from runtime.worker_state import WorkerTable
+
+log = logging.getLogger("openscore.worker")
+access_log = logging.getLogger("openscore.access")
+
+NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
+             "your spelling and try again.")
+NOT_ALLOWED = "The method is not allowed for the requested URL."
+ID_HEADERS = ("x-request-id", "x-ms-request-id", "x-ms-client-request-id")
+MAX_ID_LENGTH = 100
+JSON = "application/json"
+
+
+def _json_response(status: int, message: str, headers: CIMultiDict[str] | None = None) -> web.Response:
+    h = headers if headers is not None else CIMultiDict()
+    h[hdrs.CONTENT_TYPE] = JSON
+    return web.Response(status=status, body=orjson.dumps({"message": message}), headers=h)
+
+
+class _JsonErrorRequestHandler(RequestHandler):
+    """Protocol-level errors (bad request line, header too large, handler crash) as JSON, not text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, LineTooLong):
+            status, text = 431, f"Request header fields too large: {exc.message}"
+        elif isinstance(exc, BadHttpMessage):
+            text = f"Bad request: {exc.message}"
+        elif status >= 500:
+            log.error("unhandled error while serving %s", request.path, exc_info=exc)
+            text = "An unexpected internal error occurred. Check the logs for more info."
+        else:
+            text = message or "Bad request"
+        resp = _json_response(status, text)
+        resp.force_close()
+        return resp
+
+
+class _Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class WorkerHttpApp:
+    """Routes one worker's requests. `draining` makes every response close its connection."""
+
+    def __init__(self, settings: ServerSettings, scorer: Scorer, table: WorkerTable, index: int,
+                 swagger: SwaggerDocuments, collector: Any = None):
+        self.settings = settings
+        self.scorer = scorer
+        self.table = table
+        self.index = index
+        self.swagger = swagger
+        self.collector = collector
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # path -> (allowed methods, handler, metrics route label, azure blueprint route?)
+        self._routes: dict[str, tuple[frozenset[str], Handler, str]] = {
+            "/": (frozenset({"GET", "HEAD", "OPTIONS"}), self._azure_health, "health"),
+            "/score": (frozenset({"GET", "HEAD", "POST", "OPTIONS"}), self._score, "score"),
+            "/swagger.json": (frozenset({"GET", "HEAD", "OPTIONS"}), self._swagger, "swagger"),
+            "/healthz": (frozenset({"GET", "HEAD"}), self._healthz, "healthz"),
+            "/readyz": (frozenset({"GET", "HEAD"}), self._readyz, "readyz"),
+            "/slots": (frozenset({"GET", "HEAD"}), self._slots, "slots"),
+            "/metrics": (frozenset({"GET", "HEAD"}), self._metrics, "metrics"),
+        }
+        self._server_header = settings.server_version_header
+        self._cors = settings.cors_origins
+
+    def make_server(self) -> Server:
+        limit = self.settings.max_body_bytes
+
+        def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> BaseRequest:
+            return BaseRequest(message, payload, protocol, writer, task, protocol._loop, client_max_size=limit)
+
+        return _Server(self.handle, request_factory=factory, access_log=None)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # ---------------------------------------------------------------- dispatch
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        start = time.perf_counter()
+        path = request.path
+        entry = self._routes.get(path)
+        if entry is None:
+            resp: web.StreamResponse = _json_response(404, NOT_FOUND)
+            label = "other"
+        else:
+            methods, handler, label = entry
+            if request.method not in methods:
+                resp = _json_response(405, NOT_ALLOWED)
+                resp.headers[hdrs.ALLOW] = ", ".join(sorted(methods))
+            elif request.method == "OPTIONS" and path != "/score":
+                resp = web.Response(status=200, headers={hdrs.ALLOW: ", ".join(sorted(methods))})
+            else:
+                resp = await handler(request)
+        self._add_slot_headers(resp.headers)
+        if self.draining:
+            resp.force_close()
+        if self._cors:
+            self._add_cors(request, resp)
+        elapsed = time.perf_counter() - start
+        metrics.observe_request(label, resp.status, elapsed)
+        if self.settings.access_log and path != "/":
+            access_log.info("%s %s %d %.3fms %s", request.method, request.path_qs, resp.status,
+                            elapsed * 1000, resp.content_length if resp.content_length is not None else "-",
+                            extra={"method": request.method, "path": request.path_qs, "status": resp.status,
+                                   "duration_ms": round(elapsed * 1000, 3)})
+        return resp
+
+    def _add_slot_headers(self, headers: Any) -> None:
+        """Replica-wide slot occupancy on every response, for a router to route by."""
+        if self.table.workers == 1:
+            gate = self.scorer.gate
+            busy, total, queued = gate.busy, gate.total, gate.queued
+        else:
+            o = self.table.occupancy()
+            busy, total, queued = o.busy, o.total, o.queued
+        headers["x-openscore-slots-busy"] = str(busy)
+        headers["x-openscore-slots-total"] = str(total)
+        headers["x-openscore-queue-length"] = str(queued)
+
+    def _add_cors(self, request: BaseRequest, resp: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if not origin:
+            return
+        if "*" in self._cors or origin in self._cors:
+            resp.headers["Access-Control-Allow-Origin"] = "*" if "*" in self._cors else origin
+            resp.headers.add("Vary", "Origin")
+            if request.method == "OPTIONS":
+                resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+                req_headers = request.headers.get("Access-Control-Request-Headers")
+                if req_headers:
+                    resp.headers["Access-Control-Allow-Headers"] = req_headers
+
+    # ---------------------------------------------------------------- request ids (spec 1.8)
+    def _request_ids(self, request: BaseRequest) -> tuple[CIMultiDict[str] | None, str, str | None]:
+        """Response id headers and the request id, or (None, "", error) for an over-long id (431)."""
+        h = request.headers
+        for name in ID_HEADERS:
+            v = h.get(name)
+            if v is not None and len(v) > MAX_ID_LENGTH:
+                return None, "", f"The {name} header is longer than {MAX_ID_LENGTH} characters."
+        rid = h.get("x-request-id") or str(uuid.uuid4())
+        ms_rid = h.get("x-ms-request-id")
+        client_rid = h.get("x-ms-client-request-id")
+        out: CIMultiDict[str] = CIMultiDict()
+        out["x-request-id"] = rid
+        ms_value = ms_rid or client_rid or rid
+        out["x-ms-request-id"] = ms_value
+        if client_rid or ms_rid:
+            out["x-ms-client-request-id"] = client_rid or ms_rid  # type: ignore[assignment]
+        trace = h.get("TraceId")
+        if trace is not None:
+            out["TraceId"] = trace
+        out["x-ms-server-version"] = self._server_header
+        return out, ms_value, None
+
+    # ---------------------------------------------------------------- routes
+    async def _azure_health(self, request: BaseRequest) -> web.StreamResponse:
+        if self.scorer.init_state.ready and not self.draining:
+            return web.Response(status=200, text="Healthy", content_type="text/html")
+        return web.Response(status=503, text="Unhealthy: " + self._not_ready_reason(), content_type="text/html")
+
+    def _not_ready_reason(self) -> str:
+        if self.draining:
+            return "the server is shutting down"
+        if self.scorer.init_state.failed:
+            return f"init() failed: {self.scorer.init_state.failed}"
+        if not self.scorer.init_state.ready:
+            return "init() has not finished"
+        return "not every worker has finished init()"
+
+    async def _healthz(self, request: BaseRequest) -> web.StreamResponse:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, request: BaseRequest) -> web.StreamResponse:
+        if not self.draining and self.scorer.init_state.ready and self.table.all_ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready", "reason": self._not_ready_reason()}, status=503)
+
+    async def _slots(self, request: BaseRequest) -> web.StreamResponse:
+        o = self.table.occupancy()
+        return web.json_response({"busy": o.busy, "total": o.total, "queued": o.queued,
+                                  "in_flight": o.in_flight, "workers_ready": o.workers_ready,
+                                  "workers": o.workers, "ready": o.workers_ready == o.workers and not self.draining})
+
+    async def _metrics(self, request: BaseRequest) -> web.StreamResponse:
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, self.table)
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _swagger(self, request: BaseRequest) -> web.StreamResponse:
+        ids, _, err = self._request_ids(request)
+        if ids is None:
+            return _json_response(431, err or "")
+        try:
+            body = self.swagger.get(request.query.get("version"))
+        except SwaggerVersionError as e:
+            return _json_response(404, str(e), ids)
+        except SwaggerGenerationError as e:
+            log.error("swagger generation failed: %s", e, exc_info=e.__cause__)
+            return _json_response(500, str(e), ids)
+        ids[hdrs.CONTENT_TYPE] = JSON
+        return web.Response(body=body, headers=ids)
+
+    async def _score(self, request: BaseRequest) -> web.StreamResponse:
+        ids, request_id, err = self._request_ids(request)
+        if ids is None:
+            return _json_response(431, err or "")
+        current_request_id.set(request_id)
+        body = b""
+        if request.method == "POST":
+            got = await self._read_body(request)
+            if isinstance(got, web.StreamResponse):
+                return got
+            body = got
+        req = IncomingRequest(
+            method="GET" if request.method == "HEAD" else request.method, path=request.path,
+            query_string=request.query_string, headers=request.headers, body=body,
+            scheme=request.scheme, host=request.host, remote=request.remote or "")
+
+        self.in_flight += 1
+        self._idle.clear()
+        self.table.add_in_flight(self.index, 1)
+        try:
+            result = await self.scorer.score(req, request_id)
+        finally:
+            self.in_flight -= 1
+            self.table.add_in_flight(self.index, -1)
+            if self.in_flight == 0:
+                self._idle.set()
+        resp = self._score_response(result, ids)
+        if self.collector is not None:
+            self.collector.record(
+                request_id=request_id, method=req.method, path=request.path_qs, status=result.status,
+                latency_ms=result.run_ms or 0.0, request_body=body, request_type=req.content_type,
+                response_body=result.body, response_type=resp.headers.get(hdrs.CONTENT_TYPE, ""))
+        return resp
+
+    def _score_response(self, result: ScoreResult, headers: CIMultiDict[str]) -> web.Response:
+        for k, v in result.headers:
+            if k.lower() in ("content-type", "x-ms-run-function-failed"):
+                headers[k] = v
+            else:
+                headers.add(k, v)
+        if "x-ms-run-function-failed" not in headers:
+            headers["x-ms-run-function-failed"] = "True" if result.run_failed else "False"
+        if result.run_ms is not None:
+            headers["x-ms-run-fn-exec-ms"] = f"{result.run_ms:.3f}"
+        if result.retry_after_s is not None:
+            headers[hdrs.RETRY_AFTER] = str(result.retry_after_s)
+        headers["x-openscore-queue-wait-ms"] = f"{result.queue_wait_ms:.3f}"
+        return web.Response(status=result.status, body=result.body, headers=headers)
+
+    async def _read_body(self, request: BaseRequest) -> bytes | web.StreamResponse:
+        limit = self.settings.max_body_bytes
+        too_large = (f"The request body is larger than the limit of {limit} bytes "
+                     "(--max-body-bytes / OPENSCORE_MAX_BODY_BYTES).")
+        length = request.content_length
+        if length is not None and length > limit:
+            resp = _json_response(413, too_large)
+            resp.force_close()
+            return resp
+        try:
+            async with asyncio.timeout(self.settings.body_read_timeout_s):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            resp = _json_response(413, too_large)
+        except TimeoutError:
+            resp = _json_response(408, f"Timed out reading the request body after "
+                                       f"{self.settings.body_read_timeout_s} s.")
+        resp.force_close()
+        return resp

@@ -1,0 +1,208 @@
+"""One worker process: serves HTTP at once, runs the entry script's init() without blocking health checks,
+scores until told to stop, then drains.
+
+Exit codes the supervisor reads: 0 stopped, 3 the entry script failed to load or init() raised (Azure's
+code), EXIT_RECYCLE when too many run() threads are stuck and the worker asks to be replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from runtime import metrics
+from runtime.data_collection import ModelDataCollector
+from runtime.entry_script import EntryScript, load_entry_script
+from runtime.logs import capture_prints
+from runtime.request_context import in_user_run
+from runtime.run_threads import RunThreadPool
+from runtime.scoring import InitState, Scorer
+from runtime.settings import ServerSettings
+from runtime.slots import SlotGate
+from runtime.swagger import SwaggerDocuments
+from runtime.web_server import WorkerHttpApp
+from runtime.worker_state import DRAINING, READY, STARTING, WorkerTable
+
+EXIT_INIT_FAILED = 3
+EXIT_RECYCLE = 75
+log = logging.getLogger("openscore.worker")
+
+
+class UserExitRefused(BaseException):
+    """os._exit() called from run(): refused, so one request cannot take the worker down."""
+
+
+def _guard_os_exit() -> None:
+    real_exit = os._exit
+    worker_pid = os.getpid()
+
+    def guarded_exit(code: int) -> None:
+        if in_user_run.get() and os.getpid() == worker_pid:
+            raise UserExitRefused(f"run() called os._exit({code}); refused, the worker keeps serving")
+        real_exit(code)
+
+    os._exit = guarded_exit  # type: ignore[assignment]
+
+
+def _model_dir_listing(model_dir: str, limit: int = 200) -> str:
+    root = Path(model_dir or ".")
+    if not root.exists():
+        return f"AZUREML_MODEL_DIR {model_dir!r} does not exist"
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames) + sorted(filenames):
+            lines.append(os.path.join(dirpath, name))
+            if len(lines) >= limit:
+                return "\n".join(lines + ["..."])
+    return "\n".join(lines) or "(empty)"
+
+
+class Worker:
+    def __init__(self, settings: ServerSettings, sock: socket.socket, index: int, table: WorkerTable):
+        self.settings = settings
+        self.sock = sock
+        self.index = index
+        self.table = table
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+
+    async def main(self) -> int:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        gate = SlotGate(s.max_concurrent_requests, s.max_queue_size, s.max_queue_wait_ms / 1000,
+                        on_change=lambda busy, queued: self.table.set_slots(self.index, busy, queued))
+        self.pool = RunThreadPool()
+        init_state = InitState()
+        scorer = Scorer(None, gate, self.pool, init_state, scoring_timeout_ms=s.scoring_timeout_ms,
+                        numpy_json=s.response_json == "numpy")
+        collector = (ModelDataCollector(s.collect_model_data, s.collect_max_bytes, s.collect_keep_files)
+                     if s.collect_model_data else None)
+        self.app = WorkerHttpApp(s, scorer, self.table, self.index, swagger=None,  # type: ignore[arg-type]
+                                 collector=collector)
+        http = self.app.make_server()
+        listener = await loop.create_server(http, sock=self.sock, backlog=2048)
+
+        boot = asyncio.ensure_future(self._boot(scorer, init_state))
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({boot, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if boot.done() and boot.result() is not None:
+            # init failed: answer whoever waited, then exit with Azure's code
+            await asyncio.sleep(0.2)
+            listener.close()
+            stop_wait.cancel()
+            return EXIT_INIT_FAILED
+        if not boot.done():
+            boot.cancel()  # stopped during init: the init thread is left to die with the process
+        else:
+            await self._serve_until_stopped()
+            stop_wait.cancel()
+
+        await self._drain(listener, http, gate)
+        if collector is not None:
+            collector.close()
+        return self.exit_code
+
+    async def _boot(self, scorer: Scorer, init_state: InitState) -> str | None:
+        """Load the script and run init(); returns a failure description, or None once ready."""
+        s = self.settings
+        start = time.perf_counter()
+        try:
+            script = await asyncio.get_running_loop().run_in_executor(None, self._load_and_init)
+            if inspect.iscoroutinefunction(script.init):
+                await script.init()
+        except BaseException as e:  # noqa: BLE001 - any init failure stops the worker with code 3
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            log.error("The entry script %s failed to %s:\n%s", s.entry_script_path(),
+                      getattr(e, "_openscore_phase", "initialize"),
+                      "".join(traceback.format_exception(e)))
+            log.error("Model folder (AZUREML_MODEL_DIR=%r):\n%s", s.model_dir, _model_dir_listing(s.model_dir))
+            failure = f"{type(e).__name__}: {e}"
+            init_state.finish(failure)
+            return failure
+        seconds = time.perf_counter() - start
+        metrics.INIT_SECONDS.observe(seconds)
+        scorer.script = script
+        self.app.swagger = SwaggerDocuments(
+            script.run, service_name=s.service_name, service_version=s.service_version,
+            path_prefix=s.service_path_prefix, app_root=s.app_root,
+            entry_script_dir=str(script.path.parent))
+        self.table.set_total(self.index, s.max_concurrent_requests)
+        self.table.set_state(self.index, READY)
+        init_state.finish()
+        log.info("Worker %d ready: init() took %.3f s; input mode %s; %d concurrency slot(s); %s run()",
+                 os.getpid(), seconds, script.mode.value, s.max_concurrent_requests,
+                 "async" if script.is_async else "threaded")
+        return None
+
+    def _load_and_init(self) -> EntryScript:
+        try:
+            script = load_entry_script(self.settings.entry_script_path())
+        except BaseException as e:
+            e._openscore_phase = "load"  # type: ignore[attr-defined]
+            raise
+        if not inspect.iscoroutinefunction(script.init):
+            script.init()
+        return script
+
+    async def _serve_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+            if self.pool.abandoned >= self.settings.max_stuck_threads:
+                log.error("%d run() threads never returned; this worker stops taking requests and will be "
+                          "replaced", self.pool.abandoned)
+                self.exit_code = EXIT_RECYCLE
+                return
+
+    async def _drain(self, listener: asyncio.AbstractServer, http: object, gate: SlotGate) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, close connections."""
+        self.app.draining = True
+        self.table.set_state(self.index, DRAINING)
+        listener.close()
+        grace = self.settings.graceful_timeout_s
+        log.info("Worker %d draining: %d request(s) in flight, grace %d s", os.getpid(), self.app.in_flight, grace)
+        try:
+            await asyncio.wait_for(self.app.wait_idle(), grace)
+        except TimeoutError:
+            log.warning("Worker %d: %d request(s) still in flight after the %d s grace period",
+                        os.getpid(), self.app.in_flight, grace)
+        gate.fail_waiters("the server is shutting down")
+        await http.shutdown(1.0)  # type: ignore[attr-defined]
+        self.pool.shutdown()
+
+
+def run_worker(settings: ServerSettings, sock: socket.socket, index: int, table: WorkerTable) -> int:
+    """Entry point in the forked child; returns the exit code."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    faulthandler.enable(file=sys.__stderr__)
+    table.set_state(index, STARTING, os.getpid())
+    capture_prints()
+    _guard_os_exit()
+    try:
+        import uvloop  # optional: a faster event loop where installed
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = asyncio.new_event_loop
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    # Not closed on purpose: closing joins executor threads, and a stuck init() or run() thread would
+    # then hang the exit. The supervisor's os._exit ends the process.
+    code = loop.run_until_complete(Worker(settings, sock, index, table).main())
+    logging.shutdown()
+    return code
