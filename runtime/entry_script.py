@@ -5,16 +5,13 @@ from __future__ import annotations
 import enum
 import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from runtime.shim_loader import rawhttp_requested
+
 REQUEST_HEADERS = "request_headers"
-_RAW_FLAG_MODULES = (
-    "azureml.contrib.services.aml_request",
-    "azureml_inference_server_http.api.aml_request",
-)
 
 
 class EntryScriptError(Exception):
@@ -40,17 +37,13 @@ class EntryScript:
     path: Path
 
 
-def _raw_requested() -> bool:
-    return any(getattr(sys.modules.get(m), "_rawHttpRequested", False) for m in _RAW_FLAG_MODULES)
-
-
 def _is_schema_decorated(run: Callable[..., Any]) -> bool:
     try:
         from inference_schema.schema_util import is_schema_decorated
     except ImportError:  # pragma: no cover - inference-schema is a dependency
         return False
     try:
-        return bool(is_schema_decorated(run)) and "input" in _schemas_of(run)
+        return bool(is_schema_decorated(run)) and "input_schema" in _schemas_of(run)
     except Exception:
         return False
 
@@ -80,7 +73,7 @@ def load_entry_script(path: str | Path) -> EntryScript:
     if driver is not None and callable(getattr(driver, "run", None)):
         run = driver.run  # legacy SDK main.py: the outer init is kept (spec 1.3)
 
-    raw = _raw_requested()
+    raw = rawhttp_requested()
     schema = _is_schema_decorated(run)
     if raw and schema:
         raise EntryScriptError("run() cannot be decorated with both @rawhttp and @input_schema")

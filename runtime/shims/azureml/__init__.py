@@ -1,0 +1,1 @@
+"""openscore stand-in for the `azureml` namespace, used only when no real azureml package is installed."""
