@@ -80,17 +80,19 @@ class ServerProcess:
         os.unlink(self._log.name)
 
 
-@pytest.fixture
-def serve(tmp_path):
+class Starter:
     """serve(entry_script, *args, env=None, cwd=None, wait=True) -> ServerProcess.
 
     `entry_script` is a path (absolute, or relative to tests/scripts/) or None for no --entry-script.
     The server runs with cwd = `cwd` (default: a fresh tmp dir, as AML_APP_ROOT) and is stopped at teardown.
     """
-    started: list[ServerProcess] = []
 
-    def start(entry_script: str | Path | None, *args: str, env: dict[str, str] | None = None,
-              cwd: str | Path | None = None, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
+    def __init__(self, default_cwd: Path):
+        self.default_cwd = default_cwd
+        self.started: list[ServerProcess] = []
+
+    def __call__(self, entry_script: str | Path | None, *args: str, env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
         port = free_port()
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_"))}
@@ -103,13 +105,28 @@ def serve(tmp_path):
             if not p.is_absolute():
                 p = SCRIPTS / p
             argv += ["--entry-script", str(p)]
-        argv += ["--port", str(port), *args]
-        server = ServerProcess(argv, full_env, Path(cwd) if cwd else tmp_path, port)
-        started.append(server)
+        argv += ["--port", str(port), "--host", "127.0.0.1", *args]
+        server = ServerProcess(argv, full_env, Path(cwd) if cwd else self.default_cwd, port)
+        self.started.append(server)
         if wait:
             server.wait_ready(timeout)
         return server
 
-    yield start
-    for s in started:
-        s.stop()
+    def stop_all(self) -> None:
+        for s in self.started:
+            s.stop()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    starter = Starter(tmp_path)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_serve(tmp_path_factory):
+    """Like `serve`, but the servers live for the whole test module (for read-only wire tests)."""
+    starter = Starter(tmp_path_factory.mktemp("app"))
+    yield starter
+    starter.stop_all()
