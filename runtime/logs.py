@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -99,3 +101,64 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
 
 def capture_prints() -> None:
     sys.stdout = PrintCapture(logging.getLogger(PRINT_LOGGER))  # type: ignore[assignment]
+
+
+class AccessLog:
+    """One line per request, formatted and written without the logging machinery.
+
+    The logging module costs tens of microseconds per record, a fifth of a trivial request. Lines are
+    gathered during one event-loop iteration and written together, in pieces below PIPE_BUF so lines
+    from several worker processes never interleave.
+    """
+
+    def __init__(self, log_format: str, fd: int | None = None):
+        self._json = log_format == "json"
+        self._fd = sys.__stdout__.fileno() if fd is None else fd
+        self._pid = os.getpid()
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, now: float) -> str:
+        sec = int(now)
+        if sec != self._second:
+            self._second = sec
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
+        return f"{self._stamp},{int((now - sec) * 1000):03d}"
+
+    def log(self, method: str, path: str, status: int, duration_ms: float, length: int | None,
+            request_id: str | None) -> None:
+        now = time.time()
+        if self._json:
+            doc = {"time": self._timestamp(now).replace(" ", "T").replace(",", ".") + "Z", "level": "INFO",
+                   "pid": self._pid, "logger": "openscore.access",
+                   "message": f"{method} {path} {status} {duration_ms:.3f}ms {length if length is not None else '-'}",
+                   "method": method, "path": path, "status": status, "duration_ms": round(duration_ms, 3)}
+            if request_id:
+                doc["request_id"] = request_id
+            line = orjson.dumps(doc) + b"\n"
+        else:
+            line = (f"{self._timestamp(now)} I [{self._pid}] openscore.access - {method} {path} {status} "
+                    f"{duration_ms:.3f}ms {length if length is not None else '-'}\n").encode()
+        if self._size + len(line) > 4096:
+            self.flush()  # keep each write within PIPE_BUF so it stays atomic
+        self._buf.append(line)
+        self._size += len(line)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._buf:
+            return
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._size = 0
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError:
+            pass  # a closed stdout must not break serving

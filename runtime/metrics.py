@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from runtime.worker_state import WorkerTable
+
+# prometheus_client picks its value storage once, when first imported. Another package imported before the
+# supervisor set PROMETHEUS_MULTIPROC_DIR (e.g. by the CLI while building its parser) would leave it on
+# in-process values, which MultiProcessCollector never sees: /metrics would then miss every counter.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not getattr(values.ValueClass, "_multiprocess", False):
+    values.ValueClass = values.get_value_class()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0, 300.0)

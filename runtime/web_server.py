@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from runtime import metrics
 from runtime.input_decoding import IncomingRequest
+from runtime.logs import AccessLog
 from runtime.request_context import current_request_id
 from runtime.scoring import ScoreResult, Scorer
 from runtime.settings import ServerSettings
@@ -29,7 +30,6 @@ from runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVer
 from runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")
-access_log = logging.getLogger("openscore.access")
 
 NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
              "your spelling and try again.")
@@ -98,6 +98,7 @@ class WorkerHttpApp:
             "/metrics": (frozenset({"GET", "HEAD"}), self._metrics, "metrics"),
         }
         self._server_header = settings.server_version_header
+        self.access_log = AccessLog(settings.log_format) if settings.access_log else None
         self._cors = settings.cors_origins
 
     def make_server(self) -> Server:
@@ -114,6 +115,7 @@ class WorkerHttpApp:
     # ---------------------------------------------------------------- dispatch
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         start = time.perf_counter()
+        current_request_id.set(None)  # the connection's task is reused across keep-alive requests
         path = request.path
         entry = self._routes.get(path)
         if entry is None:
@@ -135,11 +137,9 @@ class WorkerHttpApp:
             self._add_cors(request, resp)
         elapsed = time.perf_counter() - start
         metrics.observe_request(label, resp.status, elapsed)
-        if self.settings.access_log and path != "/":
-            access_log.info("%s %s %d %.3fms %s", request.method, request.path_qs, resp.status,
-                            elapsed * 1000, resp.content_length if resp.content_length is not None else "-",
-                            extra={"method": request.method, "path": request.path_qs, "status": resp.status,
-                                   "duration_ms": round(elapsed * 1000, 3)})
+        if self.access_log is not None and path != "/":
+            self.access_log.log(request.method, request.path_qs, resp.status, elapsed * 1000,
+                                resp.content_length, current_request_id.get())
         return resp
 
     def _add_slot_headers(self, headers: Any) -> None:

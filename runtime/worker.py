@@ -183,6 +183,8 @@ class Worker:
         gate.fail_waiters("the server is shutting down")
         await http.shutdown(1.0)  # type: ignore[attr-defined]
         self.pool.shutdown()
+        if self.app.access_log is not None:
+            self.app.access_log.flush()
 
 
 def run_worker(settings: ServerSettings, sock: socket.socket, index: int, table: WorkerTable) -> int:
