@@ -1,0 +1,23 @@
+"""openscore accelerators: CPU, CUDA and OpenCL/FPGA backends behind a dynamic batcher.
+
+    from accelerators import load_model
+    model = load_model("model.onnx", device="auto", max_batch_size=32)
+    outputs = model.predict({"x": x})          # from run() threads
+    outputs = await model.predict_async(x)     # from coroutines
+"""
+
+from .backend import Backend, MemoryInfo, TensorSpec
+from .batcher import BatcherOptions, DynamicBatcher
+from .devices import DeviceInfo, inventory, parse_device, resolve_device
+from .errors import (AcceleratorError, BatcherClosedError, DeviceNotFoundError, ExecutionError,
+                     InvalidDeviceNameError, InvalidInputError, QueueFullError, QueueTimeoutError,
+                     UnsupportedModelError)
+from .model import Model, load_model
+from .replica_device import ReplicaDevice, current_device, set_current_device
+
+__all__ = [
+    "load_model", "Model", "Backend", "TensorSpec", "MemoryInfo", "BatcherOptions", "DynamicBatcher",
+    "DeviceInfo", "inventory", "parse_device", "resolve_device", "current_device", "set_current_device",
+    "ReplicaDevice", "AcceleratorError", "BatcherClosedError", "DeviceNotFoundError", "ExecutionError",
+    "InvalidDeviceNameError", "InvalidInputError", "QueueFullError", "QueueTimeoutError", "UnsupportedModelError",
+]

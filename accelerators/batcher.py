@@ -1,0 +1,262 @@
+"""A dynamic batcher with Triton's semantics, usable from threads and from asyncio.
+
+An idle instance dispatches at once (no added delay); requests that queued while every instance was busy are
+gathered into the next call, up to `max_batch_size` rows, cut to a preferred size when one can be formed,
+optionally waiting `max_queue_delay_s` for more. Only requests with the same key (e.g. the non-batch
+dimensions of every input) share a call. The queue is bounded; a request that waits past its timeout fails
+alone; a failing batch is retried request by request so one bad request fails only itself.
+
+Each instance is a callable `worker(payloads) -> results` driven by its own dispatcher thread; callers wait on
+a concurrent.futures.Future (threads) or its asyncio wrapper (coroutines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+from .errors import AcceleratorError, BatcherClosedError, ExecutionError, QueueFullError, QueueTimeoutError
+from .metrics import ModelMetrics
+
+Worker = Callable[[list], list]
+
+
+@dataclass(frozen=True)
+class BatcherOptions:
+    max_batch_size: int = 32  # rows per device call; 1 disables batching
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_s: float = 0.0  # extra wait for a fuller batch; 0 = Triton's default (none)
+    max_queue_size: int = 1024  # waiting requests; beyond it submit raises QueueFullError
+    queue_timeout_s: float | None = None  # per request, time in queue (not compute)
+
+    def __post_init__(self):
+        if self.max_batch_size < 1 or self.max_queue_size < 1:
+            raise ValueError("max_batch_size and max_queue_size must be >= 1")
+        if any(p < 1 or p > self.max_batch_size for p in self.preferred_batch_sizes):
+            raise ValueError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in "
+                             f"1..max_batch_size ({self.max_batch_size})")
+        if self.max_queue_delay_s < 0 or (self.queue_timeout_s is not None and self.queue_timeout_s <= 0):
+            raise ValueError("max_queue_delay_s must be >= 0 and queue_timeout_s > 0")
+
+
+class _Item:
+    __slots__ = ("payload", "size", "key", "future", "enqueued", "deadline")
+
+    def __init__(self, payload, size, key, deadline):
+        self.payload, self.size, self.key, self.deadline = payload, size, key, deadline
+        self.future: cf.Future = cf.Future()
+        self.enqueued = time.monotonic()
+
+
+class DynamicBatcher:
+    """Queue + one dispatcher thread per worker. `size(payload)` gives its rows, `key(payload)` its
+    compatibility class (only equal keys are batched together)."""
+
+    def __init__(self, workers: Sequence[Worker], options: BatcherOptions = BatcherOptions(), *,
+                 size: Callable[[Any], int] = lambda p: 1, key: Callable[[Any], Hashable] = lambda p: None,
+                 name: str = "model", metrics: ModelMetrics | None = None, isolate_failures: bool = True):
+        if not workers:
+            raise ValueError("DynamicBatcher needs at least one worker")
+        self.options, self.name, self.metrics = options, name, metrics
+        self._size, self._key, self._isolate = size, key, isolate_failures
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._loop, args=(w,), name=f"openscore-batcher-{name}-{i}",
+                                          daemon=True) for i, w in enumerate(workers)]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------ callers
+    def submit(self, payload, timeout: float | None = None) -> cf.Future:
+        """Queue one request; the future resolves with its result or its own error."""
+        return self._enqueue(payload, timeout).future
+
+    def call(self, payload, timeout: float | None = None):
+        """Submit and wait (from any thread). `timeout` overrides queue_timeout_s for this request."""
+        item = self._enqueue(payload, timeout)
+        if item.deadline is None:
+            return item.future.result()
+        try:
+            return item.future.result(timeout=max(0.0, item.deadline - time.monotonic()))
+        except cf.TimeoutError:
+            if self._cancel(item):
+                raise self._timeout_error(item) from None
+            return item.future.result()  # already running: compute time is not queue time
+
+    async def call_async(self, payload, timeout: float | None = None):
+        """Submit and await (from a coroutine); cancelling the caller withdraws a still-queued request."""
+        item = self._enqueue(payload, timeout)
+        fut = asyncio.wrap_future(item.future)
+        try:
+            if item.deadline is not None:
+                done, _ = await asyncio.wait({fut}, timeout=max(0.0, item.deadline - time.monotonic()))
+                if not done and self._cancel(item):
+                    raise self._timeout_error(item)
+            return await fut
+        except asyncio.CancelledError:
+            self._cancel(item)
+            raise
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting requests; finish queued ones (drain) or fail them with BatcherClosedError.
+        Batches already on a device always finish."""
+        with self._cond:
+            self._closed = True
+            dropped = [] if drain else list(self._queue)
+            if not drain:
+                self._queue.clear()
+            self._cond.notify_all()
+        for item in dropped:
+            self._fail(item, BatcherClosedError(f"model {self.name} shut down before this request ran"),
+                       "shutdown", queued=True)
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # ------------------------------------------------------------ queue
+    def _enqueue(self, payload, timeout: float | None) -> _Item:
+        timeout = self.options.queue_timeout_s if timeout is None else timeout
+        size = self._size(payload)
+        item = _Item(payload, size, self._key(payload), None if timeout is None else time.monotonic() + timeout)
+        with self._cond:
+            if self._closed:
+                self._count_failure("shutdown")
+                raise BatcherClosedError(f"model {self.name} is shutting down")
+            if len(self._queue) >= self.options.max_queue_size:
+                self._count_failure("queue_full")
+                raise QueueFullError(f"model {self.name}: queue full ({self.options.max_queue_size} requests "
+                                     f"waiting); retry later")
+            self._queue.append(item)
+            if self.metrics:
+                self.metrics.depth.inc()
+            self._cond.notify()
+        return item
+
+    def _cancel(self, item: _Item) -> bool:
+        """Withdraw a queued request; False when a dispatcher already took it."""
+        with self._cond:
+            if not item.future.cancel():
+                return False
+            try:
+                self._queue.remove(item)
+                if self.metrics:
+                    self.metrics.depth.dec()
+            except ValueError:
+                pass
+        self._count_failure("queue_timeout")
+        return True
+
+    def _timeout_error(self, item: _Item) -> QueueTimeoutError:
+        waited = time.monotonic() - item.enqueued
+        return QueueTimeoutError(f"model {self.name}: request waited {waited:.3f}s in the queue and timed out "
+                                 f"(queue_timeout); the server is overloaded")
+
+    def _take(self) -> list[_Item] | None:
+        """Under the lock: the next batch, or None when closed and empty."""
+        opts = self.options
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            head = self._queue[0]
+            chosen, total = [], 0
+            for it in self._queue:
+                if it.key != head.key:
+                    continue
+                if chosen and total + it.size > opts.max_batch_size:
+                    break
+                chosen.append(it)
+                total += it.size
+            full = total >= opts.max_batch_size or total in opts.preferred_batch_sizes
+            wait = head.enqueued + opts.max_queue_delay_s - time.monotonic()
+            if full or wait <= 0 or self._closed:
+                break
+            self._cond.wait(wait)
+        if opts.preferred_batch_sizes and total not in opts.preferred_batch_sizes:
+            sums = list(itertools.accumulate(it.size for it in chosen))
+            cut = [i for i, s in enumerate(sums) if s in opts.preferred_batch_sizes]
+            if cut:
+                chosen = chosen[:cut[-1] + 1]
+        ids = {id(it) for it in chosen}
+        self._queue = deque(it for it in self._queue if id(it) not in ids)
+        if self.metrics:
+            self.metrics.depth.dec(len(chosen))
+        return chosen
+
+    # ------------------------------------------------------------ dispatch
+    def _loop(self, worker: Worker) -> None:
+        while True:
+            with self._cond:
+                batch = self._take()
+            if batch is None:
+                return
+            now, ready = time.monotonic(), []
+            for it in batch:
+                if not it.future.set_running_or_notify_cancel():
+                    continue  # withdrawn by its caller
+                if it.deadline is not None and now > it.deadline:
+                    self._fail(it, self._timeout_error(it), "queue_timeout")
+                    continue
+                if self.metrics:
+                    self.metrics.queue.observe(now - it.enqueued)
+                ready.append(it)
+            if ready:
+                self._execute(worker, ready)
+
+    def _execute(self, worker: Worker, batch: list[_Item]) -> None:
+        t0 = time.perf_counter()
+        try:
+            results = worker([it.payload for it in batch])
+            if len(results) != len(batch):
+                raise ExecutionError(f"model {self.name}: worker returned {len(results)} results for "
+                                     f"{len(batch)} requests")
+        except Exception as e:  # noqa: BLE001 - routed to the callers
+            if len(batch) > 1 and self._isolate:
+                for it in batch:  # find the culprit: each request alone
+                    self._execute(worker, [it])
+                return
+            if self.metrics:
+                self.metrics.executions.inc()
+            for it in batch:
+                self._fail(it, e, "invalid_input" if isinstance(e, ValueError) else "execution")
+            return
+        m = self.metrics
+        if m:
+            m.compute.observe(time.perf_counter() - t0)
+            m.executions.inc()
+            m.batch.observe(sum(it.size for it in batch))
+        for it, res in zip(batch, results):
+            if isinstance(res, BaseException):
+                self._fail(it, res, "invalid_input" if isinstance(res, ValueError) else "execution")
+                continue
+            it.future.set_result(res)
+            if m:
+                m.inferences.inc(it.size)
+                m.success.inc()
+
+    def _fail(self, item: _Item, exc: BaseException, reason: str, queued: bool = False) -> None:
+        if queued:
+            if self.metrics:
+                self.metrics.depth.dec()
+            if not item.future.set_running_or_notify_cancel():
+                return
+        item.future.set_exception(exc)
+        self._count_failure(reason)
+
+    def _count_failure(self, reason: str) -> None:
+        if self.metrics:
+            self.metrics.failure(reason)
+
+
+__all__ = ["BatcherOptions", "DynamicBatcher", "AcceleratorError"]

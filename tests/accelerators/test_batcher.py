@@ -1,0 +1,194 @@
+"""The dynamic batcher: routing, isolation, keys, preferred sizes, queue limits, timeouts and shutdown.
+Ordering is controlled with events (a worker blocked until released), never with timing thresholds."""
+
+import asyncio
+import concurrent.futures as cf
+import threading
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from accelerators import (BatcherClosedError, BatcherOptions, DynamicBatcher, QueueFullError, QueueTimeoutError)
+from accelerators.metrics import ModelMetrics
+
+
+class GatedWorker:
+    """Echo worker that records its batches; the first call blocks until `release()`."""
+
+    def __init__(self, fail_on=None):
+        self.batches, self.started, self.gate = [], threading.Event(), threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, payloads):
+        self.batches.append(list(payloads))
+        self.started.set()
+        self.gate.wait(10)
+        if self.fail_on is not None and self.fail_on in payloads:
+            raise ValueError(f"bad payload {self.fail_on}")
+        return [("done", p) for p in payloads]
+
+    def release(self):
+        self.gate.set()
+
+
+def blocked(worker, **opts):
+    """A batcher whose only instance is busy with payload -1, so later submissions queue."""
+    b = DynamicBatcher([worker], BatcherOptions(**opts), name="t")
+    first = b.submit(-1)
+    assert worker.started.wait(10)
+    return b, first
+
+
+def test_idle_instance_dispatches_alone_then_queued_requests_coalesce():
+    w = GatedWorker()
+    b, first = blocked(w, max_batch_size=8)
+    futs = [b.submit(i) for i in range(5)]
+    w.release()
+    assert first.result(10) == ("done", -1)
+    assert [f.result(10) for f in futs] == [("done", i) for i in range(5)]
+    assert w.batches == [[-1], [0, 1, 2, 3, 4]]
+    b.close()
+
+
+def test_max_batch_size_and_preferred_sizes():
+    w = GatedWorker()
+    b, first = blocked(w, max_batch_size=4, preferred_batch_sizes=(2,))
+    futs = [b.submit(i) for i in range(7)]
+    w.release()
+    [f.result(10) for f in futs]
+    assert w.batches[1:] == [[0, 1], [2, 3], [4, 5], [6]]
+    b.close()
+
+
+def test_requests_with_different_keys_are_never_mixed():
+    w = GatedWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=16), key=lambda p: p % 3)
+    first = b.submit(0)
+    assert w.started.wait(10)
+    futs = [b.submit(i) for i in range(1, 12)]
+    w.release()
+    [f.result(10) for f in [first, *futs]]
+    for batch in w.batches:
+        assert len({p % 3 for p in batch}) == 1
+    assert sorted(p for batch in w.batches for p in batch) == list(range(12))
+    b.close()
+
+
+def test_failing_batch_fails_only_the_bad_request():
+    w = GatedWorker(fail_on=3)
+    w.release()
+    reg = CollectorRegistry()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8), name="iso", metrics=ModelMetrics("iso", "cpu", reg))
+    w.gate.clear()
+    first = b.submit(-1)
+    assert w.started.wait(10)
+    futs = {i: b.submit(i) for i in range(6)}
+    w.release()
+    first.result(10)
+    with pytest.raises(ValueError, match="bad payload 3"):
+        futs[3].result(10)
+    assert [futs[i].result(10) for i in (0, 1, 2, 4, 5)] == [("done", i) for i in (0, 1, 2, 4, 5)]
+    assert reg.get_sample_value("openscore_model_request_failure_total",
+                                {"model": "iso", "device": "cpu", "reason": "invalid_input"}) == 1
+    b.close()
+
+
+def test_queue_timeout_fails_only_that_request():
+    w = GatedWorker()
+    b, first = blocked(w, max_batch_size=4)
+    patient = b.submit(1)
+    with pytest.raises(QueueTimeoutError, match="timed out"):
+        b.call(2, timeout=0.05)
+    w.release()
+    assert patient.result(10) == ("done", 1) and first.result(10) == ("done", -1)
+    assert [2] not in w.batches and all(2 not in batch for batch in w.batches)
+    b.close()
+
+
+def test_queue_timeout_from_asyncio():
+    w = GatedWorker()
+    b, first = blocked(w, max_batch_size=4)
+
+    async def main():
+        with pytest.raises(QueueTimeoutError):
+            await b.call_async(5, timeout=0.05)
+        w.release()
+        return await b.call_async(6, timeout=10)
+    assert asyncio.run(main()) == ("done", 6)
+    b.close()
+
+
+def test_bounded_queue_rejects_when_full():
+    w = GatedWorker()
+    b, first = blocked(w, max_queue_size=2)
+    b.submit(1), b.submit(2)
+    with pytest.raises(QueueFullError, match="queue full"):
+        b.submit(3)
+    w.release()
+    b.close()
+
+
+def test_shutdown_with_requests_in_flight_fails_queued_cleanly():
+    w = GatedWorker()
+    b, first = blocked(w)
+    queued = [b.submit(i) for i in range(3)]
+    closer = threading.Thread(target=b.close, kwargs={"drain": False})
+    closer.start()
+    for f in queued:
+        with pytest.raises(BatcherClosedError):
+            f.result(10)
+    with pytest.raises(BatcherClosedError):
+        b.submit(9)
+    w.release()  # the batch already on the device finishes
+    assert first.result(10) == ("done", -1)
+    closer.join(10)
+    assert not closer.is_alive()
+
+
+def test_shutdown_drains_queued_requests():
+    w = GatedWorker()
+    b, first = blocked(w)
+    queued = [b.submit(i) for i in range(3)]
+    w.release()
+    b.close(drain=True)
+    assert [f.result(0) for f in queued] == [("done", i) for i in range(3)]
+
+
+def test_max_queue_delay_dispatches_when_batch_is_full():
+    """A long delay is not waited for once max_batch_size requests are queued."""
+    w = GatedWorker()
+    w.release()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=3, max_queue_delay_s=30.0))
+    futs = [b.submit(i) for i in range(3)]
+    assert [f.result(10) for f in futs] == [("done", i) for i in range(3)]
+    b.close()
+
+
+def test_many_instances_and_threads_route_exactly():
+    def worker(payloads):
+        return [p * 2 for p in payloads]
+    b = DynamicBatcher([worker, worker, worker], BatcherOptions(max_batch_size=8))
+    with cf.ThreadPoolExecutor(16) as ex:
+        results = list(ex.map(b.call, range(500)))
+    assert results == [2 * i for i in range(500)]
+    b.close()
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="preferred_batch_sizes"):
+        BatcherOptions(max_batch_size=4, preferred_batch_sizes=(8,))
+    with pytest.raises(ValueError):
+        BatcherOptions(max_batch_size=0)
+
+
+def test_row_sizes_bound_the_batch():
+    w = GatedWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8), size=len)
+    first = b.submit(np.zeros(1))
+    assert w.started.wait(10)
+    futs = [b.submit(np.zeros(n)) for n in (3, 4, 2, 9)]
+    w.release()
+    [f.result(10) for f in futs]
+    assert [[len(p) for p in batch] for batch in w.batches[1:]] == [[3, 4], [2], [9]]
+    b.close()
