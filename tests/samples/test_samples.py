@@ -8,6 +8,7 @@ its input mode (spec §1.4-1.6, 1.10, 1.11).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -21,9 +22,22 @@ import pytest
 import requests
 from PIL import Image, ImageFilter
 
-from conftest import ServerProcess, free_port  # tests/conftest.py (rootdir conftest, on sys.path)
-
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_root_conftest():
+    """tests/conftest.py as a module of its own: `import conftest` could find another folder's conftest."""
+    name = "_openscore_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ServerProcess = _load_root_conftest().ServerProcess
+free_port = _load_root_conftest().free_port
 SAMPLES = ROOT / "entry_scripts"
 
 RUN_FAILED_MSG = "An unexpected error occurred in scoring script. Check the logs for more info."
@@ -68,6 +82,8 @@ def start_sample(models):
 
     yield start
     for s in servers.values():
+        if s.proc.poll() is not None:
+            print(f"\nserver {s.url} had exited with {s.proc.returncode}:\n{s.log()}")
         s.stop()
 
 
@@ -100,6 +116,8 @@ def diabetes_rows():
 
 
 def test_sklearn_json_predicts_like_the_model(sklearn_server, diabetes_rows):
+    # AZUREML_MODEL_DIR reaches init() exactly as given (relative), cwd = the app root
+    assert "model loaded from azureml-models/sklearn_json/1/model.pkl" in sklearn_server.log()
     model = joblib.load(SK / "azureml-models/sklearn_json/1/model.pkl")
     expected = model.predict(diabetes_rows).tolist()
     got = assert_json(post_json(sklearn_server, {"data": diabetes_rows.tolist()}))
@@ -382,3 +400,21 @@ def test_onnx_model_wrong_shape_is_500(onnx_server):
     assert resp.headers["x-ms-run-function-failed"] == "True"
     assert "x-ms-run-fn-exec-ms" not in resp.headers
     assert "INVALID_ARGUMENT" in onnx_server.log()          # the traceback goes to the log only
+
+
+# ---------------------------------------------------------------------------------------------
+# the model makers
+
+
+def test_make_models_is_deterministic(models, tmp_path):
+    """Every make_model.py writes the same bytes again (here into a scratch root)."""
+    import runpy
+
+    built = sorted(p.relative_to(SAMPLES) for p in SAMPLES.glob("*/azureml-models/**/*") if p.is_file())
+    assert len(built) == 8, built
+    for sample in ("sklearn_json", "numpy_schema", "rawhttp_image", "multi_model", "onnx_model"):
+        runpy.run_path(str(SAMPLES / sample / "make_model.py"))["main"](out_root=str(tmp_path / sample))
+    rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.glob("*/azureml-models/**/*") if p.is_file())
+    assert rebuilt == built
+    for rel in built:
+        assert (tmp_path / rel).read_bytes() == (SAMPLES / rel).read_bytes(), rel
