@@ -55,12 +55,13 @@ class _Job:
 
 
 def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Wake the waiting caller; a user exception travels in the job, only ScoringTimeout is raised."""
     if fut.done():
         return
-    if ok:
-        fut.set_result(value)
-    else:
+    if isinstance(value, ScoringTimeout):
         fut.set_exception(value)
+    else:
+        fut.set_result(None)
 
 
 class RunThreadPool:
@@ -72,8 +73,10 @@ class RunThreadPool:
         self._avg_run_s = 0.0
 
     async def call(self, fn: Callable[..., Any], kwargs: dict[str, Any], request_id: str | None,
-                   timeout_s: float) -> tuple[Any, float]:
-        """Run fn(**kwargs) on a pool thread; returns (result, seconds run() took) or raises what it raised."""
+                   timeout_s: float) -> tuple[bool, Any, float]:
+        """Run fn(**kwargs) on a pool thread: (returned normally?, result or exception, seconds in fn).
+
+        Raises ScoringTimeout when fn has not returned within timeout_s."""
         loop = asyncio.get_running_loop()
         job = _Job(fn, kwargs, request_id, loop)
         thread = self._idle.pop() if self._idle else self._new_thread()
@@ -99,11 +102,9 @@ class RunThreadPool:
             timer.cancel()
         return self._result(job)
 
-    def _result(self, job: _Job) -> tuple[Any, float]:
+    def _result(self, job: _Job) -> tuple[bool, Any, float]:
         self._avg_run_s += (job.elapsed - self._avg_run_s) * 0.2
-        if not job.ok:
-            raise job.value
-        return job.value, job.elapsed
+        return job.ok, job.value, job.elapsed
 
     def _new_thread(self) -> "_RunThread":
         self._count += 1

@@ -121,20 +121,18 @@ class Scorer:
         assert self.script is not None
         try:
             if self.script.is_async:
-                value, elapsed = await self._call_async(kwargs, timeout_s)
+                ok, value, elapsed = await self._call_async(kwargs, timeout_s)
             else:
-                value, elapsed = await self.pool.call(self.script.run, kwargs, request_id, timeout_s)
+                ok, value, elapsed = await self.pool.call(self.script.run, kwargs, request_id, timeout_s)
         except ScoringTimeout:
             metrics.SCORING_TIMEOUTS.inc()
             if not self.script.is_async:
                 metrics.ABANDONED_THREADS.inc()
             return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
-        except BaseException as e:  # noqa: BLE001 - any failure of user code is a 500, never a crash
-            if isinstance(e, asyncio.CancelledError):
-                raise
-            log.error("run() raised %s for request %s", type(e).__name__, request_id, exc_info=e)
-            return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
         metrics.RUN_SECONDS.observe(elapsed)
+        if not ok:
+            log.error("run() raised %s for request %s", type(value).__name__, request_id, exc_info=value)
+            return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
         try:
             enc = encode_result(value, self.numpy_json)
         except UnserializableResult as e:
@@ -143,10 +141,9 @@ class Scorer:
         except Exception as e:  # a Response subclass whose body cannot be produced
             log.error("the response returned by run() could not be sent (request %s)", request_id, exc_info=e)
             return message_result(500, INTERNAL_ERROR_MESSAGE)
-        failed = enc.status >= 500
-        return ScoreResult(enc.status, enc.headers, enc.body, run_ms=elapsed * 1000, run_failed=failed)
+        return ScoreResult(enc.status, enc.headers, enc.body, run_ms=elapsed * 1000, run_failed=enc.status >= 500)
 
-    async def _call_async(self, kwargs: dict, timeout_s: float) -> tuple[object, float]:
+    async def _call_async(self, kwargs: dict, timeout_s: float) -> tuple[bool, object, float]:
         assert self.script is not None
         token = in_user_run.set(True)
         start = time.perf_counter()
@@ -154,10 +151,13 @@ class Scorer:
         try:
             async with cm:
                 value = await self.script.run(**kwargs)
-        except TimeoutError:
-            if cm.expired():
-                raise ScoringTimeout() from None
+            ok = True
+        except asyncio.CancelledError:
             raise
+        except BaseException as e:  # noqa: BLE001 - any failure of user code is a 500, never a crash
+            if isinstance(e, TimeoutError) and cm.expired():
+                raise ScoringTimeout() from None
+            value, ok = e, False
         finally:
             in_user_run.reset(token)
-        return value, time.perf_counter() - start
+        return ok, value, time.perf_counter() - start

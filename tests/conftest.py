@@ -76,8 +76,15 @@ class ServerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def close(self) -> None:
+        """Stop, then remove the log file (the log stays readable after stop())."""
+        self.stop()
         self._log.close()
-        os.unlink(self._log.name)
+        try:
+            os.unlink(self._log.name)
+        except FileNotFoundError:
+            pass
 
 
 class Starter:
@@ -114,7 +121,7 @@ class Starter:
 
     def stop_all(self) -> None:
         for s in self.started:
-            s.stop()
+            s.close()
 
 
 @pytest.fixture
