@@ -8,12 +8,11 @@ its input mode (spec §1.4-1.6, 1.10, 1.11).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import joblib
@@ -23,21 +22,6 @@ import requests
 from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_root_conftest():
-    """tests/conftest.py as a module of its own: `import conftest` could find another folder's conftest."""
-    name = "_openscore_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ServerProcess = _load_root_conftest().ServerProcess
-free_port = _load_root_conftest().free_port
 SAMPLES = ROOT / "entry_scripts"
 
 RUN_FAILED_MSG = "An unexpected error occurred in scoring script. Check the logs for more info."
@@ -57,39 +41,29 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def start_sample(models):
-    """start_sample(name, *args, env=None, cwd=None) -> ServerProcess, one per distinct call, module-scoped.
+def start_sample(models, module_serve):
+    """start_sample(name, *args, env=None, cwd=None) -> a server for entry_scripts/<name>/score.py that lives for
+    the whole module; cwd = entry_scripts/<name> (the app root) unless cwd is given."""
 
-    Runs entry_scripts/<name>/score.py with cwd = entry_scripts/<name> (the app root) unless cwd is given.
-    """
-    servers: dict[tuple, ServerProcess] = {}
+    def start(name: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+        return module_serve(SAMPLES / name / "score.py", *args, env=env, cwd=cwd or SAMPLES / name, timeout=60)
 
-    def start(name: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> ServerProcess:
-        key = (name, args, tuple(sorted((env or {}).items())), str(cwd))
-        if key in servers:
-            return servers[key]
-        port = free_port()
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_"))}
-        full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        argv = ["--entry-script", str(SAMPLES / name / "score.py"), "--port", str(port), *args]
-        server = ServerProcess(argv, full_env, cwd or SAMPLES / name, port)
-        servers[key] = server
-        server.wait_ready(60)
-        return server
-
-    yield start
-    for s in servers.values():
-        if s.proc.poll() is not None:
-            print(f"\nserver {s.url} had exited with {s.proc.returncode}:\n{s.log()}")
-        s.stop()
+    return start
 
 
-def post_json(server: ServerProcess, payload, **kw) -> requests.Response:
+def post_json(server, payload, **kw) -> requests.Response:
     return requests.post(server.url + "/score", data=json.dumps(payload),
                          headers={"Content-Type": "application/json"}, timeout=30, **kw)
+
+
+def log_contains(server, text: str, timeout: float = 5.0) -> bool:
+    """The server log (print() from the script, tracebacks) may reach the file a moment later."""
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def assert_json(resp: requests.Response, status: int = 200):
@@ -117,7 +91,7 @@ def diabetes_rows():
 
 def test_sklearn_json_predicts_like_the_model(sklearn_server, diabetes_rows):
     # AZUREML_MODEL_DIR reaches init() exactly as given (relative), cwd = the app root
-    assert "model loaded from azureml-models/sklearn_json/1/model.pkl" in sklearn_server.log()
+    assert log_contains(sklearn_server, "model loaded from azureml-models/sklearn_json/1/model.pkl")
     model = joblib.load(SK / "azureml-models/sklearn_json/1/model.pkl")
     expected = model.predict(diabetes_rows).tolist()
     got = assert_json(post_json(sklearn_server, {"data": diabetes_rows.tolist()}))
@@ -352,7 +326,7 @@ def test_multi_model_found_through_aml_app_root(serve, models, tmp_path):
                    cwd=tmp_path, timeout=60)
     got = assert_json(post_json(server, {"data": IRIS_ROWS[:2]}))
     assert got["predictions"] == multi_expected(IRIS_ROWS[:2])[0]
-    assert "iris_classifier/2/model.pkl" in server.log()
+    assert log_contains(server, f"classifier loaded from {MM}/azureml-models/iris_classifier/2/model.pkl")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +373,7 @@ def test_onnx_model_wrong_shape_is_500(onnx_server):
     assert assert_json(resp, 500) == {"message": RUN_FAILED_MSG}
     assert resp.headers["x-ms-run-function-failed"] == "True"
     assert "x-ms-run-fn-exec-ms" not in resp.headers
-    assert "INVALID_ARGUMENT" in onnx_server.log()          # the traceback goes to the log only
+    assert log_contains(onnx_server, "INVALID_ARGUMENT")     # the traceback goes to the log only
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,13 +381,12 @@ def test_onnx_model_wrong_shape_is_500(onnx_server):
 
 
 def test_make_models_is_deterministic(models, tmp_path):
-    """Every make_model.py writes the same bytes again (here into a scratch root)."""
-    import runpy
-
+    """make_models.py writes the same bytes again (here into a scratch root)."""
     built = sorted(p.relative_to(SAMPLES) for p in SAMPLES.glob("*/azureml-models/**/*") if p.is_file())
     assert len(built) == 8, built
-    for sample in ("sklearn_json", "numpy_schema", "rawhttp_image", "multi_model", "onnx_model"):
-        runpy.run_path(str(SAMPLES / sample / "make_model.py"))["main"](out_root=str(tmp_path / sample))
+    proc = subprocess.run([sys.executable, str(SAMPLES / "make_models.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.glob("*/azureml-models/**/*") if p.is_file())
     assert rebuilt == built
     for rel in built:
