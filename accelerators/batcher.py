@@ -6,8 +6,11 @@ optionally waiting `max_queue_delay_s` for more. Only requests with the same key
 dimensions of every input) share a call. The queue is bounded; a request that waits past its timeout fails
 alone; a failing batch is retried request by request so one bad request fails only itself.
 
-Each instance is a callable `worker(payloads) -> results` driven by its own dispatcher thread; callers wait on
-a concurrent.futures.Future (threads) or its asyncio wrapper (coroutines).
+Each instance is a callable `worker(payloads) -> results` with its own dispatcher thread; callers wait on
+a concurrent.futures.Future (threads) or its asyncio wrapper (coroutines). When the queue is empty and an
+instance is idle, a calling thread runs its request itself (no handoff: two thread switches saved, which is
+most of the latency of a small model); so can a coroutine that opts in with `inline_below_s` while the
+model's calls average less than that, so the event loop is never blocked for long.
 """
 
 from __future__ import annotations
@@ -66,10 +69,16 @@ class DynamicBatcher:
         self.options, self.name, self.metrics = options, name, metrics
         self._size, self._key, self._isolate = size, key, isolate_failures
         self._queue: deque[_Item] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # notified on close and for waiters of a fuller batch
         self._closed = False
-        self._threads = [threading.Thread(target=self._loop, args=(w,), name=f"openscore-batcher-{name}-{i}",
-                                          daemon=True) for i, w in enumerate(workers)]
+        self._workers = list(workers)
+        self._busy = [False] * len(self._workers)  # by a dispatcher or by a caller running inline
+        self._wake = [threading.Condition(self._lock) for _ in self._workers]  # per-instance dispatcher wake-up
+        self._inline_ok = options.max_queue_delay_s == 0  # a delay means: wait for a fuller batch, never inline
+        self._avg_exec_s: float | None = None  # moving average of one worker call
+        self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"openscore-batcher-{name}-{i}",
+                                          daemon=True) for i in range(len(self._workers))]
         for t in self._threads:
             t.start()
 
@@ -79,7 +88,11 @@ class DynamicBatcher:
         return self._enqueue(payload, timeout).future
 
     def call(self, payload, timeout: float | None = None):
-        """Submit and wait (from any thread). `timeout` overrides queue_timeout_s for this request."""
+        """Submit and wait (from any thread). `timeout` overrides queue_timeout_s for this request.
+        Runs on the calling thread when nothing is queued and an instance is idle."""
+        done = self._try_inline(payload)
+        if done is not None:
+            return done.result()
         item = self._enqueue(payload, timeout)
         if item.deadline is None:
             return item.future.result()
@@ -90,8 +103,15 @@ class DynamicBatcher:
                 raise self._timeout_error(item) from None
             return item.future.result()  # already running: compute time is not queue time
 
-    async def call_async(self, payload, timeout: float | None = None):
-        """Submit and await (from a coroutine); cancelling the caller withdraws a still-queued request."""
+    async def call_async(self, payload, timeout: float | None = None, *, inline_below_s: float = 0.0):
+        """Submit and await (from a coroutine); cancelling the caller withdraws a still-queued request.
+        With `inline_below_s`, a model whose calls average less runs on the loop thread when an instance
+        is idle (for tiny models the thread handoff costs more than the call)."""
+        avg = self._avg_exec_s
+        if inline_below_s > 0 and avg is not None and avg < inline_below_s:
+            done = self._try_inline(payload)
+            if done is not None:
+                return done.result()
         item = self._enqueue(payload, timeout)
         fut = asyncio.wrap_future(item.future)
         try:
@@ -107,12 +127,14 @@ class DynamicBatcher:
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop accepting requests; finish queued ones (drain) or fail them with BatcherClosedError.
         Batches already on a device always finish."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             dropped = [] if drain else list(self._queue)
             if not drain:
                 self._queue.clear()
             self._cond.notify_all()
+            for wake in self._wake:
+                wake.notify_all()
         for item in dropped:
             self._fail(item, BatcherClosedError(f"model {self.name} shut down before this request ran"),
                        "shutdown", queued=True)
@@ -124,6 +146,31 @@ class DynamicBatcher:
         return len(self._queue)
 
     # ------------------------------------------------------------ queue
+    def _try_inline(self, payload) -> cf.Future | None:
+        """Run `payload` on this thread if nothing is queued and an instance is idle; its finished future."""
+        if not self._inline_ok:
+            return None
+        with self._lock:
+            if self._closed or self._queue:
+                return None
+            try:
+                i = self._busy.index(False)
+            except ValueError:
+                return None
+            self._busy[i] = True
+        try:
+            item = _Item(payload, self._size(payload), None, None)
+            item.future.set_running_or_notify_cancel()
+            if self.metrics:
+                self.metrics.queue.observe(0.0)
+            self._execute(self._workers[i], [item])
+        finally:
+            with self._lock:
+                self._busy[i] = False
+                if self._queue:  # queued while we ran: this instance's dispatcher takes them
+                    self._wake[i].notify()
+        return item.future
+
     def _enqueue(self, payload, timeout: float | None) -> _Item:
         timeout = self.options.queue_timeout_s if timeout is None else timeout
         size = self._size(payload)
@@ -139,12 +186,16 @@ class DynamicBatcher:
             self._queue.append(item)
             if self.metrics:
                 self.metrics.depth.inc()
-            self._cond.notify()
+            for i, busy in enumerate(self._busy):
+                if not busy:
+                    self._wake[i].notify()
+                    break
+            self._cond.notify()  # a dispatcher waiting for a fuller batch
         return item
 
     def _cancel(self, item: _Item) -> bool:
         """Withdraw a queued request; False when a dispatcher already took it."""
-        with self._cond:
+        with self._lock:
             if not item.future.cancel():
                 return False
             try:
@@ -161,14 +212,14 @@ class DynamicBatcher:
         return QueueTimeoutError(f"model {self.name}: request waited {waited:.3f}s in the queue and timed out "
                                  f"(queue_timeout); the server is overloaded")
 
-    def _take(self) -> list[_Item] | None:
-        """Under the lock: the next batch, or None when closed and empty."""
+    def _take(self, i: int) -> list[_Item] | None:
+        """Under the lock, for idle instance `i`: the next batch, or None when closed and empty."""
         opts = self.options
         while True:
-            while not self._queue:
-                if self._closed:
+            while not self._queue or self._busy[i]:
+                if self._closed and not self._queue:
                     return None
-                self._cond.wait()
+                self._wake[i].wait()
             head = self._queue[0]
             chosen, total = [], 0
             for it in self._queue:
@@ -192,27 +243,36 @@ class DynamicBatcher:
         self._queue = deque(it for it in self._queue if id(it) not in ids)
         if self.metrics:
             self.metrics.depth.dec(len(chosen))
+        self._busy[i] = True
         return chosen
 
     # ------------------------------------------------------------ dispatch
-    def _loop(self, worker: Worker) -> None:
+    def _loop(self, i: int) -> None:
+        worker = self._workers[i]
         while True:
-            with self._cond:
-                batch = self._take()
+            with self._lock:
+                batch = self._take(i)
             if batch is None:
                 return
-            now, ready = time.monotonic(), []
-            for it in batch:
-                if not it.future.set_running_or_notify_cancel():
-                    continue  # withdrawn by its caller
-                if it.deadline is not None and now > it.deadline:
-                    self._fail(it, self._timeout_error(it), "queue_timeout")
-                    continue
-                if self.metrics:
-                    self.metrics.queue.observe(now - it.enqueued)
-                ready.append(it)
-            if ready:
-                self._execute(worker, ready)
+            try:
+                self._dispatch(worker, batch)
+            finally:
+                with self._lock:
+                    self._busy[i] = False
+
+    def _dispatch(self, worker: Worker, batch: list[_Item]) -> None:
+        now, ready = time.monotonic(), []
+        for it in batch:
+            if not it.future.set_running_or_notify_cancel():
+                continue  # withdrawn by its caller
+            if it.deadline is not None and now > it.deadline:
+                self._fail(it, self._timeout_error(it), "queue_timeout")
+                continue
+            if self.metrics:
+                self.metrics.queue.observe(now - it.enqueued)
+            ready.append(it)
+        if ready:
+            self._execute(worker, ready)
 
     def _execute(self, worker: Worker, batch: list[_Item]) -> None:
         t0 = time.perf_counter()
@@ -231,9 +291,12 @@ class DynamicBatcher:
             for it in batch:
                 self._fail(it, e, "invalid_input" if isinstance(e, ValueError) else "execution")
             return
+        elapsed = time.perf_counter() - t0
+        avg = self._avg_exec_s
+        self._avg_exec_s = elapsed if avg is None else avg + (elapsed - avg) * 0.2
         m = self.metrics
         if m:
-            m.compute.observe(time.perf_counter() - t0)
+            m.compute.observe(elapsed)
             m.executions.inc()
             m.batch.observe(sum(it.size for it in batch))
         for it, res in zip(batch, results):

@@ -67,9 +67,12 @@ class Model:
         returns outputs by name. Safe to call from many threads: concurrent calls share device calls."""
         return self._batcher.call(self.prepare(inputs), timeout)
 
-    async def predict_async(self, inputs: Any, timeout: float | None = None) -> dict[str, np.ndarray]:
-        """`predict` for coroutines: the event loop is never blocked by the device."""
-        return await self._batcher.call_async(self.prepare(inputs), timeout)
+    async def predict_async(self, inputs: Any, timeout: float | None = None, *,
+                            inline_below_s: float = 0.0) -> dict[str, np.ndarray]:
+        """`predict` for coroutines: the event loop is not blocked by the device, except that with
+        `inline_below_s` a model whose calls average less than that runs on the loop thread when an instance is
+        idle (for tiny models the thread handoff costs more than the call)."""
+        return await self._batcher.call_async(self.prepare(inputs), timeout, inline_below_s=inline_below_s)
 
     # ------------------------------------------------------------ introspection and lifecycle
     def memory(self) -> MemoryInfo:

@@ -63,6 +63,28 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _float_parser(minimum: float) -> Callable[[str, str], float]:
+    def parse(key: str, value: str) -> float:
+        try:
+            n = float(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{key} must be a number, got {value!r}") from None
+        if not n >= minimum:
+            raise SettingsError(f"{key} must be >= {minimum:g}, got {n:g}")
+        return n
+    return parse
+
+
+def _device(key: str, value: str) -> str:
+    from accelerators.devices import parse_device
+    from accelerators.errors import InvalidDeviceNameError
+    try:
+        parse_device(value)
+    except InvalidDeviceNameError as e:
+        raise SettingsError(f"{key}: {e}") from None
+    return str(value).strip().lower()
+
+
 def _opt(env: str | None = None, parse: Callable[[str, str], Any] = _str, **kw: Any) -> Any:
     """A dataclass field carrying its environment variable name and parser."""
     return field(metadata={"env": env, "parse": parse}, **kw)
@@ -102,6 +124,11 @@ class ServerSettings:
     collect_keep_files: int = _opt("OPENSCORE_COLLECT_KEEP_FILES", _int_parser(1), default=10)
     sklearn_joblib_alias: bool = _opt("OPENSCORE_SKLEARN_JOBLIB_ALIAS", _parse_bool, default=False)
     config_file: str | None = _opt("AZUREML_CONFIG_FILE", default=None)
+    # Accelerators and no-code ONNX serving (runtime/nocode.py)
+    model: str | None = _opt("OPENSCORE_MODEL", default=None)
+    device: str | None = _opt("OPENSCORE_DEVICE", _device, default=None)
+    max_batch_size: int = _opt("OPENSCORE_MAX_BATCH_SIZE", _int_parser(1, 4096), default=32)
+    max_queue_delay_ms: float = _opt("OPENSCORE_MAX_QUEUE_DELAY_MS", _float_parser(0.0), default=0.0)
 
     @property
     def scoring_timeout_s(self) -> float:
@@ -171,8 +198,12 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
     s.app_root = os.path.abspath(s.app_root or cwd)
     if cli.get("entry_script"):
         s.entry_script = os.path.realpath(os.path.join(cwd, cli["entry_script"]))
+    if s.model:
+        from runtime.nocode import apply_model_defaults
+        apply_model_defaults(s, explicit=values, cwd=cwd, model_from_cli=bool(cli.get("model")))
     if s.entry_script is None:
-        raise SettingsError("no entry script: pass --entry-script or set AZUREML_ENTRY_SCRIPT")
+        raise SettingsError("no entry script: pass --entry-script (or --model for no-code ONNX serving), "
+                            "or set AZUREML_ENTRY_SCRIPT")
     if not s.entry_script_path().is_file():
         raise SettingsError(f"entry script {s.entry_script_path()} does not exist")
     return s

@@ -7,10 +7,11 @@ because per-request CPU is the product's main cost figure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 from aiohttp import hdrs, web
@@ -21,12 +22,14 @@ from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
 from runtime import metrics
+from runtime.device_routes import DevicesRoute
 from runtime.input_decoding import IncomingRequest
 from runtime.logs import AccessLog
 from runtime.request_context import current_request_id
 from runtime.scoring import ScoreResult, Scorer
 from runtime.settings import ServerSettings
 from runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
+from runtime.v2_routes import V2Routes
 from runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")
@@ -96,7 +99,10 @@ class WorkerHttpApp:
             "/readyz": (frozenset({"GET", "HEAD"}), self._readyz, "readyz"),
             "/slots": (frozenset({"GET", "HEAD"}), self._slots, "slots"),
             "/metrics": (frozenset({"GET", "HEAD"}), self._metrics, "metrics"),
+            "/devices": (frozenset({"GET", "HEAD"}), DevicesRoute().handle, "devices"),
         }
+        self.v2 = V2Routes(self)  # Open Inference Protocol; /v2/models/... is resolved by prefix in handle()
+        self._routes.update(self.v2.routes())
         self._server_header = settings.server_version_header
         self.access_log = AccessLog(settings.log_format) if settings.access_log else None
         self._cors = settings.cors_origins
@@ -112,12 +118,28 @@ class WorkerHttpApp:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    @contextlib.contextmanager
+    def tracking_request(self) -> Iterator[None]:
+        """Count a scoring request as in flight (drain waits for it; /slots and /metrics report it)."""
+        self.in_flight += 1
+        self._idle.clear()
+        self.table.add_in_flight(self.index, 1)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.table.add_in_flight(self.index, -1)
+            if self.in_flight == 0:
+                self._idle.set()
+
     # ---------------------------------------------------------------- dispatch
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         start = time.perf_counter()
         current_request_id.set(None)  # the connection's task is reused across keep-alive requests
         path = request.path
         entry = self._routes.get(path)
+        if entry is None and path.startswith("/v2/"):
+            entry = self.v2.resolve(path)
         if entry is None:
             resp: web.StreamResponse = _json_response(404, NOT_FOUND)
             label = "other"

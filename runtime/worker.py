@@ -23,7 +23,9 @@ from runtime import metrics
 from runtime.data_collection import ModelDataCollector
 from runtime.entry_script import EntryScript, load_entry_script
 from runtime.logs import capture_prints
+from runtime.nocode import check_device
 from runtime.request_context import in_user_run
+from runtime.run_batch import with_run_batch
 from runtime.run_threads import RunThreadPool
 from runtime.scoring import InitState, Scorer
 from runtime.settings import ServerSettings
@@ -121,6 +123,7 @@ class Worker:
             script = await asyncio.get_running_loop().run_in_executor(None, self._load_and_init)
             if inspect.iscoroutinefunction(script.init):
                 await script.init()
+            served = with_run_batch(script, s)  # run_batch(list): requests batched into one call
         except BaseException as e:  # noqa: BLE001 - any init failure stops the worker with code 3
             if isinstance(e, asyncio.CancelledError):
                 raise
@@ -133,7 +136,7 @@ class Worker:
             return failure
         seconds = time.perf_counter() - start
         metrics.INIT_SECONDS.observe(seconds)
-        scorer.script = script
+        scorer.script = served
         self.app.swagger = SwaggerDocuments(
             script.run, service_name=s.service_name, service_version=s.service_version,
             path_prefix=s.service_path_prefix, app_root=s.app_root,
@@ -147,6 +150,11 @@ class Worker:
         return None
 
     def _load_and_init(self) -> EntryScript:
+        try:
+            check_device(self.settings.device)
+        except BaseException as e:
+            e._openscore_phase = f"start on device {self.settings.device}"  # type: ignore[attr-defined]
+            raise
         try:
             script = load_entry_script(self.settings.entry_script_path())
         except BaseException as e:

@@ -1,0 +1,57 @@
+"""`--model` and `--device`: no-code ONNX serving defaults, the environment the built-in entry script and
+`accelerators.current_device()` read in every worker, and the start-up check of an explicit device.
+
+The model is served by a real entry script (runtime/nocode_score.py), so slots, timeouts, headers, metrics and
+the access log are the same code paths as for a user's score.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from runtime.settings import ServerSettings, SettingsError
+
+NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
+ENV_MODEL = "OPENSCORE_MODEL"
+ENV_DEVICE = "OPENSCORE_DEVICE"
+ENV_MAX_BATCH_SIZE = "OPENSCORE_MAX_BATCH_SIZE"
+ENV_MAX_QUEUE_DELAY_MS = "OPENSCORE_MAX_QUEUE_DELAY_MS"
+
+
+def apply_model_defaults(s: ServerSettings, *, explicit: Mapping[str, Any], cwd: str, model_from_cli: bool) -> None:
+    """--model: resolve the path (flag: against cwd; variable: against the app root), default the device to
+    `auto`, use the built-in entry script when none is given, and let concurrent requests reach the batcher."""
+    assert s.model
+    base = cwd if model_from_cli else s.app_root
+    s.model = os.path.realpath(os.path.join(base, s.model))
+    if not os.path.isfile(s.model):
+        raise SettingsError(f"model {s.model} does not exist (--model / {ENV_MODEL})")
+    if s.device is None:
+        s.device = "auto"
+    if s.entry_script is None:
+        s.entry_script = NOCODE_SCRIPT
+    if "max_concurrent_requests" not in explicit:
+        # No thread per slot on this path (the model is awaited); two batches' worth keeps the device fed.
+        s.max_concurrent_requests = min(4096, 2 * s.max_batch_size)
+
+
+def export_environment(s: ServerSettings) -> None:
+    """Before workers fork: what nocode_score.init() and `accelerators.current_device()` read."""
+    for key, value in ((ENV_MODEL, s.model), (ENV_DEVICE, s.device)):
+        if value:
+            os.environ[key] = value
+        else:
+            os.environ.pop(key, None)
+    os.environ[ENV_MAX_BATCH_SIZE] = str(s.max_batch_size)
+    os.environ[ENV_MAX_QUEUE_DELAY_MS] = repr(s.max_queue_delay_ms)
+
+
+def check_device(device: str | None) -> None:
+    """In a worker, before init(): an explicitly requested device that is absent stops the server (exit 3)
+    instead of init() silently running elsewhere. Runs after fork: CUDA must not be initialised in the master."""
+    if not device or device in ("auto", "cpu"):
+        return
+    from accelerators.devices import resolve_device
+    resolve_device(device)  # DeviceNotFoundError names the device and what the machine has
