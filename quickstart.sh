@@ -9,7 +9,7 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[cpu,opencl,samples,test]'
+.venv/bin/python -m pip install -q -e '.[cpu,opencl,samples,router,test]'
 .venv/bin/python entry_scripts/make_models.py
 
 port=${PORT:-5001}

@@ -50,6 +50,13 @@ def _add_serve_parser(sub: Any) -> None:
     a("--sklearn-joblib-alias", dest="sklearn_joblib_alias", action="store_const", const=True, default=None,
       help="make `sklearn.externals.joblib` import joblib, for old scripts")
     a("--config-file", "--config_file", dest="config_file", help="JSON file of environment-variable settings")
+    a("--model", dest="model", help="serve this ONNX model with no entry script: /score and the Open Inference "
+                                   "Protocol under /v2 (OPENSCORE_MODEL)")
+    a("--device", dest="device", help="the replica's device: cpu, cuda[:N], opencl[:P:D], fpga[:N], auto "
+                                     "(OPENSCORE_DEVICE; default auto with --model); absent = exit code 3")
+    a("--max-batch-size", dest="max_batch_size", help="most requests per model or run_batch() call (32)")
+    a("--max-queue-delay-ms", dest="max_queue_delay_ms",
+      help="extra wait for a fuller batch; 0 = dispatch as soon as the device is idle (0)")
     p.set_defaults(func=_serve)
 
 
@@ -86,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         _export_azure_environment(settings)
+        from runtime.nocode import export_environment
+        export_environment(settings)  # --model / --device, read by init() through accelerators
         os.chdir(settings.app_root)  # Azure: cwd = app root; user code opens paths relative to it
         sys.path.append(settings.app_root)
         if settings.source_directory:
@@ -118,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_devices_command(sub)
+    from router.cli import add_router_command  # stdlib-only at import; its dependencies load when it runs
+    add_router_command(sub)
     return parser
 
 

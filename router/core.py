@@ -1,0 +1,316 @@
+"""The router's control side: converge runtime structures and replicas on the desired state, keep each version's
+slot pool in step with its replicas, retire replicas safely, and autoscale.
+
+Rules that keep requests from failing during changes (peers' rollout pitfalls):
+- a replica takes traffic only once ready; an outdated one keeps serving until enough current ones are ready;
+- a replica leaves routing and drains *before* it is stopped (scale-down, update, delete);
+- traffic is split only over versions that have a ready replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from router.auth import ServiceAuth, TokenAuthority
+from router.autoscale import Autoscaler
+from router.balancer import BackendState, SlotPool, TrafficSplitter
+from router.config import ServiceSpec, VersionSpec
+from router.metrics import RouterMetrics
+from router.state import DesiredState, StateStore
+from router.targets import ComputeTarget, ReplicaInfo, VersionKey
+
+log = logging.getLogger("openscore.router")
+
+
+@dataclass
+class VersionRuntime:
+    key: VersionKey
+    spec: VersionSpec
+    pool: SlotPool
+    autoscaler: Autoscaler | None = None
+    last_decision: float = 0.0
+
+
+@dataclass
+class ServiceRuntime:
+    spec: ServiceSpec
+    auth: ServiceAuth
+    versions: dict[str, VersionRuntime]
+    shares: dict[str, float]
+    splitter: TrafficSplitter = field(default_factory=TrafficSplitter)
+
+    def choose_version(self) -> VersionRuntime:
+        eligible = [n for n, v in self.versions.items() if v.pool.ready_count]
+        name = self.splitter.choose(self.shares, eligible) if eligible else None
+        if name is None:  # nothing ready (or only 0 % versions): wait on the default version's queue
+            name = self.spec.default_version.name
+            if eligible and self.shares.get(name, 0) <= 0:
+                name = eligible[0]
+        return self.versions[name]
+
+
+class Router:
+    def __init__(self, store: StateStore, target: ComputeTarget, *, metrics: RouterMetrics | None = None,
+                 tokens: TokenAuthority | None = None, scale_down_window_s: float = 60.0,
+                 watch_interval_s: float = 0.25, drain_timeout_s: float = 330.0):
+        self.store = store
+        self.target = target
+        self.metrics = metrics or RouterMetrics()
+        self.tokens = tokens or TokenAuthority()
+        self.scale_down_window_s = scale_down_window_s
+        self.watch_interval_s = watch_interval_s
+        self.drain_timeout_s = drain_timeout_s
+        self.services: dict[str, ServiceRuntime] = {}
+        self.revision = -1
+        self._dirty: set[VersionKey] = set()
+        self._sync_scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+        self._retiring: set[str] = set()
+        self._loops: list[asyncio.Task] = []
+        self._apply_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.target.start(self._on_target_change)
+        await self.apply(await asyncio.to_thread(self.store.read))
+        self._loops = [asyncio.create_task(self._watch_store(), name="router-watch"),
+                       asyncio.create_task(self._autoscale_loop(), name="router-autoscale")]
+
+    async def stop(self) -> None:
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.target.stop()
+
+    def _spawn(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+        t = asyncio.create_task(coro, name=name)
+        self._tasks.add(t)
+        t.add_done_callback(self._task_done)
+
+    def _task_done(self, t: asyncio.Task) -> None:
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task %s failed", t.get_name(), exc_info=t.exception())
+
+    async def _watch_store(self) -> None:
+        async for state in self.store.watch(self.watch_interval_s):
+            if state.revision != self.revision:
+                try:
+                    await self.apply(state)
+                except Exception:
+                    log.exception("could not apply desired state revision %d", state.revision)
+
+    # ------------------------------------------------------------------ desired state -> runtime
+    async def apply(self, state: DesiredState) -> None:
+        """Converge on `state`. Idempotent; safe to call after every store write."""
+        async with self._apply_lock:
+            if state.revision == self.revision:
+                return
+            self.tokens.set_keys(state.signing_keys)
+            wanted: dict[str, ServiceRuntime] = {}
+            for name, rec in state.services.items():
+                spec = rec.spec
+                mode = "token" if spec.token_auth_enabled else ("key" if spec.auth_enabled else "none")
+                auth = ServiceAuth(mode, (rec.primary_key, rec.secondary_key))
+                old = self.services.get(name)
+                versions: dict[str, VersionRuntime] = {}
+                for vname, vspec in spec.versions.items():
+                    key = (name, vname)
+                    vr = old.versions.get(vname) if old else None
+                    if vr is None:
+                        vr = VersionRuntime(key, vspec, SlotPool(name))
+                        replicas = vspec.initial_replicas
+                        rescale = True
+                    else:
+                        replicas = self._replicas_after_update(vr, vspec)
+                        rescale = (vr.spec.autoscale, vr.spec.slots_per_replica) != (vspec.autoscale,
+                                                                                     vspec.slots_per_replica)
+                        vr.spec = vspec
+                    if rescale:
+                        vr.autoscaler = (Autoscaler(vspec.autoscale, vspec.slots_per_replica * vspec.workers,
+                                                    self.scale_down_window_s)
+                                         if vspec.autoscale.enabled else None)
+                        if vr.autoscaler is not None:
+                            vr.autoscaler.reset_history(time.monotonic(), replicas)
+                    versions[vname] = vr
+                    current = self.target.wanted(key)
+                    await self.target.deploy(key, vspec, max(replicas, current))  # never shrink undrained
+                    if replicas < current:
+                        self._spawn(self._scale_down(vr, replicas), f"scale-down-{name}-{vname}")
+                    self._dirty.add(key)
+                rt = ServiceRuntime(spec, auth, versions, spec.traffic_shares())
+                if old is not None:
+                    rt.splitter = old.splitter
+                wanted[name] = rt
+                if old is not None:
+                    for vname, vr in old.versions.items():
+                        if vname not in versions:
+                            self._spawn(self._retire_version(vr), f"delete-{name}-{vname}")
+            for name, old in self.services.items():
+                if name not in wanted:
+                    for vr in old.versions.values():
+                        self._spawn(self._retire_version(vr), f"delete-{name}-{vr.key[1]}")
+            self.services = wanted
+            self.revision = state.revision
+            self._schedule_sync()
+            log.info("applied desired state revision %d: %d service(s)", state.revision, len(wanted))
+
+    def _replicas_after_update(self, vr: VersionRuntime, new: VersionSpec) -> int:
+        current = self.target.wanted(vr.key)
+        if new.num_replicas is not None:
+            return new.num_replicas
+        a = new.autoscale
+        return max(a.min_replicas, min(a.max_replicas, current))
+
+    # ------------------------------------------------------------------ target -> pools
+    def _on_target_change(self, key: VersionKey) -> None:
+        self._dirty.add(key)
+        self._schedule_sync()
+
+    def _schedule_sync(self) -> None:
+        if not self._sync_scheduled:
+            self._sync_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sync_dirty)
+
+    def _sync_dirty(self) -> None:
+        self._sync_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            vr = self._version(key)
+            if vr is not None:
+                self._sync_key(vr)
+
+    def _version(self, key: VersionKey) -> VersionRuntime | None:
+        svc = self.services.get(key[0])
+        return svc.versions.get(key[1]) if svc else None
+
+    def _sync_key(self, vr: VersionRuntime) -> None:
+        infos = self.target.replicas(vr.key)
+        default_slots = vr.spec.slots_per_replica * vr.spec.workers
+        # a retiring replica keeps its `draining` mark across syncs (Backend objects persist)
+        vr.pool.sync(BackendState(i.id, i.address, i.slots or default_slots, i.ready) for i in infos)
+        self._retire_outdated(vr, infos)
+        m, labels = self.metrics, vr.key
+        m.replicas_ready.labels(*labels).set(vr.pool.ready_count)
+        m.replicas_desired.labels(*labels).set(self.target.wanted(vr.key))
+
+    def _retire_outdated(self, vr: VersionRuntime, infos: list[ReplicaInfo]) -> None:
+        """Old-template replicas go only once the new template has `wanted` ready replicas."""
+        outdated = [i for i in infos if i.outdated and i.id not in self._retiring]
+        if not outdated:
+            return
+        fresh_ready = sum(1 for i in infos if i.ready and not i.outdated)
+        if fresh_ready >= max(1, self.target.wanted(vr.key)):
+            for i in outdated:
+                self._retiring.add(i.id)
+                vr.pool.drain(i.id)  # out of routing now, not when the task first runs
+                self._spawn(self._retire(vr, i.id), f"retire-{i.id}")
+
+    async def _retire(self, vr: VersionRuntime, replica_id: str) -> None:
+        """Out of routing, drained, then stopped."""
+        self._retiring.add(replica_id)
+        try:
+            b = vr.pool.drain(replica_id)
+            if b is not None:
+                try:
+                    await asyncio.wait_for(b.idle.wait(), self.drain_timeout_s)
+                except TimeoutError:
+                    log.warning("replica %s still busy after %.0f s of draining; stopping it", replica_id,
+                                self.drain_timeout_s)
+            await self.target.remove_replica(vr.key, replica_id)
+        finally:
+            self._retiring.discard(replica_id)
+
+    async def _retire_version(self, vr: VersionRuntime) -> None:
+        # no new requests pick this version any more; let the ones already queued on it be served first
+        end = time.monotonic() + vr.spec.max_queue_wait_ms / 1000.0 + 1.0
+        while vr.pool.queued and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        ids = list(vr.pool.backends)
+        waits = []
+        for rid in ids:
+            b = vr.pool.drain(rid)
+            if b is not None:
+                waits.append(b.idle.wait())
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits), self.drain_timeout_s)
+        await self.target.delete(vr.key)
+        for g in (self.metrics.replicas_ready, self.metrics.replicas_desired, self.metrics.utilization):
+            try:
+                g.remove(*vr.key)
+            except KeyError:
+                pass
+
+    # ------------------------------------------------------------------ scaling
+    async def set_replicas(self, vr: VersionRuntime, n: int) -> None:
+        current = self.target.wanted(vr.key)
+        if n > current:
+            await self.target.scale(vr.key, n)
+        elif n < current:
+            await self._scale_down(vr, n)
+
+    async def _scale_down(self, vr: VersionRuntime, n: int) -> None:
+        """Pick victims (not-ready first, then the least busy), drain them, then stop them."""
+        surplus = self.target.wanted(vr.key) - n
+        infos = [i for i in self.target.replicas(vr.key) if not i.outdated and i.id not in self._retiring]
+        busy = {b.id: b.busy for b in vr.pool.backends.values()}
+        infos.sort(key=lambda i: (i.ready, busy.get(i.id, 0)))
+        victims = infos[:max(0, surplus)]
+        if len(victims) < surplus:  # replicas not even started yet: lower the count directly
+            await self.target.scale(vr.key, self.target.wanted(vr.key) - (surplus - len(victims)))
+        await asyncio.gather(*(self._retire(vr, i.id) for i in victims))
+
+    async def _autoscale_loop(self, tick_s: float = 0.1) -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            for svc in list(self.services.values()):
+                for vr in svc.versions.values():
+                    pool, labels = vr.pool, vr.key
+                    u = pool.utilization()
+                    self.metrics.utilization.labels(*labels).set(u or 0.0)
+                    self.metrics.slots_busy.labels(*labels).set(pool.busy)
+                    self.metrics.queue_length.labels(*labels).set(pool.queued)
+                    a = vr.autoscaler
+                    if a is None:
+                        continue
+                    a.sample(pool.busy, pool.queued)
+                    if now - vr.last_decision < vr.spec.autoscale.refresh_seconds:
+                        continue
+                    vr.last_decision = now
+                    current = self.target.wanted(vr.key)
+                    n = a.decide(now, current)
+                    if n != current:
+                        direction = "up" if n > current else "down"
+                        log.info("autoscale %s/%s: %d -> %d replicas (utilization %.2f)", *vr.key, current, n,
+                                 u if u is not None else -1)
+                        self.metrics.autoscale.labels(*labels, direction).inc()
+                        self.metrics.replicas_desired.labels(*labels).set(n)
+                        self._spawn(self.set_replicas(vr, n), f"autoscale-{vr.key}")
+
+    # ------------------------------------------------------------------ status for the admin API
+    def status(self, name: str) -> dict:
+        svc = self.services[name]
+        versions = {}
+        pids = self.target.pids() if hasattr(self.target, "pids") else {}
+        for vname, vr in svc.versions.items():
+            infos = self.target.replicas(vr.key)
+            versions[vname] = {
+                "isDefault": vr.spec.is_default, "type": vr.spec.version_type,
+                "trafficShare": svc.shares.get(vname, 0.0),
+                "desiredReplicas": self.target.wanted(vr.key), "readyReplicas": vr.pool.ready_count,
+                "autoscaleEnabled": vr.spec.autoscale.enabled,
+                "slotsBusy": vr.pool.busy, "slotsTotal": vr.pool.routable_slots, "queueLength": vr.pool.queued,
+                "replicas": [{"id": i.id, "address": i.address, "phase": i.phase, "outdated": i.outdated,
+                              "reason": i.reason, "slots": i.slots, "pid": pids.get(i.id)} for i in infos]}
+        ready = all(v["readyReplicas"] > 0 for v in versions.values())
+        return {"name": name, "computeType": svc.spec.compute_type.upper(),
+                "state": "Healthy" if ready else "Transitioning",
+                "authEnabled": svc.auth.mode == "key", "tokenAuthEnabled": svc.auth.mode == "token",
+                "versions": versions}

@@ -1,0 +1,327 @@
+"""HTTP front end: scoring routes (Azure's AKS URLs), the admin API, health and metrics.
+
+Scoring: `/api/v1/service/<name>/score|swagger.json` (traffic split over versions) and
+`/api/v1/service/<name>/versions/<version>/score|swagger.json` (one version directly).
+Admin (separate key): `/admin/v1/...`, see `_admin`.
+
+Every scoring response says which version and replica served it, how long it queued, and the limits in
+force; a response the router made itself says which limit fired (`x-openscore-limit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.web_request import BaseRequest
+from multidict import CIMultiDict
+
+from router import proxy
+from router.auth import AdminAuth, AuthError
+from router.balancer import Lease, Rejected
+from router.config import ConfigError
+from router.core import Router, ServiceRuntime, VersionRuntime
+from router.state import NotFound
+
+log = logging.getLogger("openscore.router")
+access_log = logging.getLogger("openscore.router.access")
+JSON = "application/json"
+SCORE_PREFIX = "/api/v1/service/"
+ADMIN_PREFIX = "/admin/v1/"
+MAX_CONNECT_ATTEMPTS = 3
+
+
+def json_response(status: int, payload: Any, headers: CIMultiDict[str] | None = None) -> web.Response:
+    h = headers if headers is not None else CIMultiDict()
+    h[hdrs.CONTENT_TYPE] = JSON
+    return web.Response(status=status, body=orjson.dumps(payload), headers=h)
+
+
+def message(status: int, text: str, headers: CIMultiDict[str] | None = None) -> web.Response:
+    return json_response(status, {"message": text}, headers)
+
+
+class Frontend:
+    def __init__(self, router: Router, admin: AdminAuth, *, access_log_enabled: bool = True):
+        self.router = router
+        self.admin = admin
+        self.session = proxy.new_session()
+        self.access_log_enabled = access_log_enabled
+        self.in_flight = 0
+        self.ready = False
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(SCORE_PREFIX):
+            return await self._score_route(request, path[len(SCORE_PREFIX):])
+        if path.startswith(ADMIN_PREFIX):
+            return await self._admin(request, path[len(ADMIN_PREFIX):].strip("/").split("/"))
+        if path == "/healthz":
+            return json_response(200, {"status": "alive"})
+        if path == "/readyz":
+            return json_response(200 if self.ready else 503, {"status": "ready" if self.ready else "not ready"})
+        if path == "/metrics":
+            body = self.router.metrics.exposition()
+            return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
+        return message(404, f"No route for {path}. Scoring URLs are /api/v1/service/<name>/score.")
+
+    # ============================================================== scoring
+    async def _score_route(self, request: BaseRequest, rest: str) -> web.StreamResponse:
+        parts = rest.split("/")
+        if len(parts) == 2:
+            name, version, leaf = parts[0], None, parts[1]
+        elif len(parts) == 4 and parts[1] == "versions":
+            name, version, leaf = parts[0], parts[2], parts[3]
+        else:
+            return message(404, "Unknown scoring URL; use /api/v1/service/<name>/score or "
+                                "/api/v1/service/<name>/versions/<version>/score.")
+        if leaf not in ("score", "swagger.json"):
+            return message(404, f"Unknown route {leaf!r}; use score or swagger.json.")
+        svc = self.router.services.get(name)
+        if svc is None:
+            return message(404, f"Service {name} not found.")
+        if request.method not in ("GET", "POST"):
+            return message(405, f"Method {request.method} is not routed; only GET and POST are.",
+                           CIMultiDict({hdrs.ALLOW: "GET, POST"}))
+        try:
+            svc.auth.check(name, request.headers.get(hdrs.AUTHORIZATION), self.router.tokens)
+        except AuthError as e:
+            self.router.metrics.auth_failures.labels(name, e.reason).inc()
+            return message(401, e.message, CIMultiDict({hdrs.WWW_AUTHENTICATE: 'Bearer realm="openscore"',
+                                                        "x-openscore-limit": "auth"}))
+        if version is None:
+            vr = svc.choose_version()
+        else:
+            vr = svc.versions.get(version)  # type: ignore[assignment]
+            if vr is None:
+                return message(404, f"Service {name} has no version {version}.")
+        self.in_flight += 1
+        try:
+            return await self._forward(request, svc, vr, "/" + leaf)
+        finally:
+            self.in_flight -= 1
+
+    async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime,
+                       leaf: str) -> web.StreamResponse:
+        start = time.perf_counter()
+        spec, m, labels = vr.spec, self.router.metrics, vr.key
+        rid = request.headers.get("x-request-id") or request.headers.get("x-ms-client-request-id") \
+            or str(uuid.uuid4())
+        h: CIMultiDict[str] = CIMultiDict()
+        h["x-request-id"] = rid
+        h["x-openscore-version"] = vr.key[1]
+        h["azureml-model-deployment"] = vr.key[1]
+        h["x-openscore-scoring-timeout-ms"] = str(spec.scoring_timeout_ms)
+        h["x-openscore-max-queue-wait-ms"] = str(spec.max_queue_wait_ms)
+        replica, limit, queue_s, up_s = "-", "", 0.0, 0.0
+        resp: web.StreamResponse
+        try:
+            body = await proxy.read_body(request, svc.spec.max_body_bytes)
+        except proxy.PayloadTooLarge:
+            resp, limit = self._too_large(svc, h), "payload_limit"
+            m.rejected.labels(*labels, limit).inc()
+        else:
+            resp, replica, limit, queue_s, up_s = await self._upstream(request, vr, leaf, body, h, rid)
+        m.requests.labels(*labels, str(resp.status)).inc()
+        if self.access_log_enabled:
+            access_log.info("%s %s %d service=%s version=%s replica=%s queue_ms=%.1f upstream_ms=%.1f "
+                            "total_ms=%.1f limit=%s request_id=%s", request.method, request.path_qs, resp.status,
+                            vr.key[0], vr.key[1], replica, queue_s * 1000, up_s * 1000,
+                            (time.perf_counter() - start) * 1000, limit or "-", rid)
+        return resp
+
+    def _too_large(self, svc: ServiceRuntime, h: CIMultiDict[str]) -> web.Response:
+        h["x-openscore-limit"] = "payload_limit"
+        resp = message(413, f"The request body is larger than the limit of {svc.spec.max_body_bytes} bytes "
+                            "(maxRequestBodyBytes).", h)
+        resp.force_close()
+        return resp
+
+    async def _upstream(self, request: BaseRequest, vr: VersionRuntime, leaf: str, body: Any,
+                        h: CIMultiDict[str], rid: str) -> tuple[web.StreamResponse, str, str, float, float]:
+        spec, m, labels = vr.spec, self.router.metrics, vr.key
+        wait_left = spec.max_queue_wait_ms / 1000.0
+        queue_total = 0.0
+        headers = proxy.upstream_headers(request, rid)
+        url_tail = leaf + (("?" + request.query_string) if request.query_string else "")
+        for attempt in range(MAX_CONNECT_ATTEMPTS):
+            try:
+                lease = await vr.pool.acquire(wait_left)
+            except Rejected as e:
+                queue_total += e.waited_s
+                m.queue_wait.labels(*labels).observe(queue_total)
+                m.rejected.labels(*labels, e.reason).inc()
+                h["x-openscore-limit"] = "max_queue_wait" if e.reason == "overloaded" else "no_ready_replica"
+                h["x-openscore-router-queue-wait-ms"] = f"{queue_total * 1000:.1f}"
+                h[hdrs.RETRY_AFTER] = "1"
+                return message(503, e.message, h), "-", h["x-openscore-limit"], queue_total, 0.0
+            queue_total += lease.queue_wait_s
+            wait_left = max(0.0, wait_left - lease.queue_wait_s)
+            b = lease.backend
+            sent = time.perf_counter()
+            try:
+                resp = await self._exchange(request, lease, url_tail, headers, body, h, queue_total)
+            except proxy.ConnectFailed as e:
+                lease.release()
+                log.warning("replica %s unreachable (%s); retrying elsewhere", b.id, e)
+                vr.pool.set_ready(b.id, False)
+                self.router.target.report_unreachable(b.id)
+                asyncio.get_running_loop().call_later(1.0, self.router._on_target_change, vr.key)
+                m.retries.labels(*labels).inc()
+                continue
+            up = time.perf_counter() - sent
+            m.queue_wait.labels(*labels).observe(queue_total)
+            m.upstream.labels(*labels).observe(up)
+            return resp, b.id, h.get("x-openscore-limit", ""), queue_total, up
+        h["x-openscore-limit"] = "replica_unreachable"
+        m.rejected.labels(*labels, "replica_unreachable").inc()
+        return (message(502, f"Could not connect to a replica of service {vr.key[0]} after "
+                             f"{MAX_CONNECT_ATTEMPTS} attempts.", h), "-", "replica_unreachable", queue_total, 0.0)
+
+    async def _exchange(self, request: BaseRequest, lease: Lease, url_tail: str, headers: CIMultiDict[str],
+                        body: Any, h: CIMultiDict[str], queue_s: float) -> web.StreamResponse:
+        """One request on a held slot; the slot is released when the response body has been read."""
+        b = lease.backend
+        h["x-openscore-replica"] = b.id
+        h["x-openscore-router-queue-wait-ms"] = f"{queue_s * 1000:.1f}"
+        timeout_ms = int(h["x-openscore-scoring-timeout-ms"])
+        up: proxy.Upstream | None = None
+        streamed = False
+        try:
+            try:
+                async with asyncio.timeout(timeout_ms / 1000.0):
+                    up = await proxy.send(self.session, request.method, b.address + url_tail, headers, body)
+            except TimeoutError:
+                h["x-openscore-limit"] = "scoring_timeout"
+                self.router.metrics.rejected.labels(lease.pool.name, h["x-openscore-version"],
+                                                    "scoring_timeout").inc()
+                return message(504, f"Scoring timeout after {timeout_ms} ms (scoringTimeoutMs): the replica did "
+                                    "not answer in time.", h)
+            except proxy.PayloadTooLarge:
+                h["x-openscore-limit"] = "payload_limit"
+                resp = message(413, "The request body is larger than the limit (maxRequestBodyBytes).", h)
+                resp.force_close()
+                return resp
+            except proxy.ConnectFailed:
+                raise
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                # sent on a pooled connection to a replica that has since died (no response byte came
+                # back): with a replayable body, retry elsewhere rather than fail a request it never served
+                if not isinstance(body, proxy.LimitedStream) and await proxy.is_dead(b.address):
+                    raise proxy.ConnectFailed(f"replica died: {e!r}") from e
+                h["x-openscore-limit"] = "replica_failed"
+                self.router.metrics.rejected.labels(lease.pool.name, h["x-openscore-version"],
+                                                    "upstream_error").inc()
+                log.warning("replica %s failed during the request: %r", b.id, e)
+                return message(502, f"The replica failed while serving the request ({type(e).__name__}).", h)
+            except Exception as e:  # noqa: BLE001 - any other transport error after sending: not retried
+                h["x-openscore-limit"] = "replica_failed"
+                self.router.metrics.rejected.labels(lease.pool.name, h["x-openscore-version"],
+                                                    "upstream_error").inc()
+                log.warning("replica %s failed during the request: %r", b.id, e)
+                return message(502, f"The replica failed while serving the request ({type(e).__name__}).", h)
+            status = 502 if up.status == 500 else up.status  # Azure's rule: only a model 500 becomes 502
+            for k, v in up.headers.items():
+                if k.lower() != "x-request-id":
+                    h.add(k, v)
+            if up.body is not None:
+                return web.Response(status=status, body=up.body, headers=h)
+            streamed = True
+            return await proxy.stream_back(request, up, status, h)
+        finally:
+            if up is not None and up.body is None and not streamed:
+                up.response.close()
+            lease.release()
+
+    # ============================================================== admin API
+    async def _admin(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
+        try:
+            self.admin.check(request.headers.get(hdrs.AUTHORIZATION))
+        except AuthError as e:
+            self.router.metrics.admin_auth_failures.inc()
+            return message(401, e.message, CIMultiDict({hdrs.WWW_AUTHENTICATE: 'Bearer realm="openscore-admin"'}))
+        try:
+            return await self._admin_route(request, parts)
+        except ConfigError as e:
+            return json_response(400, {"message": f"Invalid configuration, {e}", "key": e.key, "rule": e.rule})
+        except NotFound as e:
+            return message(404, f"Service {e.args[0]} not found.")
+        except ValueError as e:
+            return message(400, str(e))
+
+    async def _body_json(self, request: BaseRequest) -> Any:
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"The body is not valid JSON: {e}") from None
+
+    async def _after_write(self) -> None:
+        """Apply at once, so a regenerated key stops working before the admin call returns."""
+        await self.router.apply(await asyncio.to_thread(self.router.store.read))
+
+    async def _admin_route(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
+        store, method = self.router.store, request.method
+        if parts == ["services"] and method == "GET":
+            return json_response(200, {"services": [self.router.status(n) for n in sorted(self.router.services)]})
+        if parts == ["signing-keys", "rotate"] and method == "POST":
+            body = await self._body_json(request)
+            keep = 0.0 if body.get("revoke") else float(self.router.tokens.lifetime_s)
+            key = await asyncio.to_thread(store.rotate_signing_key, keep)
+            await self._after_write()
+            return json_response(200, {"kid": key.kid, "previousKeysValidForSeconds": keep})
+        if len(parts) < 2 or parts[0] != "services":
+            return message(404, "Unknown admin route.")
+        name = parts[1]
+        if len(parts) == 2:
+            if method == "GET":
+                if name not in self.router.services:
+                    raise NotFound(name)
+                rec = store.read().services.get(name)
+                out = self.router.status(name)
+                out["config"] = rec.config if rec else None
+                return json_response(200, out)
+            if method == "PUT":
+                body = await self._body_json(request)
+                if not isinstance(body, dict):
+                    raise ValueError("The body must be a JSON object (a deploymentconfig document).")
+                existed = name in store.read().services
+                await asyncio.to_thread(store.put_service, name, body)
+                await self._after_write()
+                return json_response(200 if existed else 201, self.router.status(name))
+            if method == "DELETE":
+                if not await asyncio.to_thread(store.delete_service, name):
+                    raise NotFound(name)
+                await self._after_write()
+                return json_response(200, {"deleted": name})
+            return message(405, "Use GET, PUT or DELETE.")
+        action = parts[2]
+        rec = store.read().services.get(name)
+        if rec is None:
+            raise NotFound(name)
+        if action in ("keys", "listkeys") and method in ("GET", "POST"):
+            return json_response(200, {"primaryKey": rec.primary_key, "secondaryKey": rec.secondary_key})
+        if action == "regenerateKeys" and method == "POST":
+            body = await self._body_json(request)
+            key_type = body.get("keyType")
+            if not isinstance(key_type, str):
+                raise ValueError("keyType is required: 'Primary' or 'Secondary'.")
+            value = await asyncio.to_thread(store.set_key, name, key_type, body.get("keyValue"))
+            await self._after_write()
+            return json_response(200, {f"{key_type.lower()}Key": value})
+        if action == "token" and method == "POST":
+            if not rec.spec.token_auth_enabled:
+                return message(400, f"Token auth is not enabled for service {name} (tokenAuthEnabled).")
+            return json_response(200, self.router.tokens.issue(name).as_json())
+        return message(404, "Unknown admin route.")

@@ -1,0 +1,40 @@
+"""Prometheus metrics of the router, per service and version (its own registry: one process, no multiproc)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("openscore_router_requests", "Scoring requests by final status",
+                                ["service", "version", "status"], registry=r)
+        self.rejected = Counter("openscore_router_rejected", "Requests the router answered itself, by reason "
+                                "(overloaded, no_ready_replica, scoring_timeout, upstream_error, payload_too_large)",
+                                ["service", "version", "reason"], registry=r)
+        self.auth_failures = Counter("openscore_router_auth_failures", "401s by service and reason",
+                                     ["service", "reason"], registry=r)
+        self.queue_wait = Histogram("openscore_router_queue_wait_seconds", "Time waiting for a free slot",
+                                    ["service", "version"], buckets=_BUCKETS, registry=r)
+        self.upstream = Histogram("openscore_router_upstream_seconds", "Time from sending to the replica until "
+                                  "its full response", ["service", "version"], buckets=_BUCKETS, registry=r)
+        self.retries = Counter("openscore_router_retries", "Requests retried on another replica after a "
+                               "connection failure", ["service", "version"], registry=r)
+        self.utilization = Gauge("openscore_router_utilization", "(busy + queued) / ready slots",
+                                 ["service", "version"], registry=r)
+        self.slots_busy = Gauge("openscore_router_slots_busy", "Slots in use", ["service", "version"], registry=r)
+        self.queue_length = Gauge("openscore_router_queue_length", "Requests waiting for a slot",
+                                  ["service", "version"], registry=r)
+        self.replicas_desired = Gauge("openscore_router_replicas_desired", "Wanted replicas",
+                                      ["service", "version"], registry=r)
+        self.replicas_ready = Gauge("openscore_router_replicas_ready", "Routable replicas",
+                                    ["service", "version"], registry=r)
+        self.autoscale = Counter("openscore_router_autoscale_decisions", "Replica count changes by direction",
+                                 ["service", "version", "direction"], registry=r)
+        self.admin_auth_failures = Counter("openscore_router_admin_auth_failures", "Admin API 401s", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,153 @@
+"""Helpers that start real `python -m router` processes (which start real replicas) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service(script: str, **keys: Any) -> dict[str, Any]:
+    """An aks deploymentconfig for a script in tests/router/scripts (fixed replicas unless autoscaled)."""
+    doc: dict[str, Any] = {"computeType": "aks", "entryScript": str(SCRIPTS / script)}
+    if "autoScaler" not in keys:
+        doc["numReplicas"] = 1
+    doc.update(keys)
+    return doc
+
+
+class RouterProcess:
+    def __init__(self, workspace: Path, services: dict[str, Any], extra: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workspace = workspace
+        cfg = workspace.parent / f"services-{self.port}.json"
+        cfg.write_text(json.dumps({"services": services}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "OPENSCORE_"))}
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        self._log = tempfile.NamedTemporaryFile("w+b", prefix="router-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "--workspace", str(workspace), "--config", str(cfg),
+             "--port", str(self.port), "--admin-key", ADMIN_KEY, *extra],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.admin = requests.Session()
+        self.admin.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        self.seen_pids: set[int] = set()
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    # ------------------------------------------------------------------ admin helpers
+    def status(self, name: str) -> dict[str, Any]:
+        r = self.admin.get(f"{self.url}/admin/v1/services")
+        r.raise_for_status()
+        for s in r.json()["services"]:
+            for v in s["versions"].values():
+                self.seen_pids.update(p["pid"] for p in v["replicas"] if p.get("pid"))
+            if s["name"] == name:
+                return s
+        raise KeyError(name)
+
+    def keys(self, name: str) -> dict[str, str]:
+        r = self.admin.post(f"{self.url}/admin/v1/services/{name}/listkeys")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_ready(self, name: str | None = None, replicas: int = 1, timeout: float = 30.0,
+                   version: str | None = None) -> "RouterProcess":
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if name is None:
+                    if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                        return self
+                else:
+                    last = self.status(name)
+                    vs = [last["versions"][version]] if version else list(last["versions"].values())
+                    if all(v["readyReplicas"] >= replicas for v in vs):
+                        return self
+            except (requests.RequestException, KeyError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"not ready after {timeout}s: {last}\n{self.log()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:  # remember every replica pid, to prove they are all gone afterwards
+                for s in self.admin.get(f"{self.url}/admin/v1/services", timeout=2).json()["services"]:
+                    for v in s["versions"].values():
+                        self.seen_pids.update(p["pid"] for p in v["replicas"] if p.get("pid"))
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        leftovers = []
+        for pid in self.seen_pids:  # safety net: never leave a replica behind
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                continue
+            leftovers.append(pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.leftovers = leftovers
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+        os.unlink(self._log.name)
+
+
+class RouterStarter:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.started: list[RouterProcess] = []
+
+    def __call__(self, services: dict[str, Any], *extra: str, wait: bool = True,
+                 timeout: float = 30.0) -> RouterProcess:
+        ws = self.tmp / f"ws{len(self.started)}"
+        r = RouterProcess(ws, services, list(extra))
+        self.started.append(r)
+        if wait:
+            r.wait_ready(None, timeout=timeout)
+            for name in services:
+                r.wait_ready(name, timeout=timeout)
+        return r
+
+    def stop_all(self) -> list[int]:
+        leftovers: list[int] = []
+        for r in self.started:
+            r.close()
+            leftovers += r.leftovers
+        return leftovers
+
+
