@@ -21,6 +21,7 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
 MAX_VERSIONS = 6
 MAX_SCORING_TIMEOUT_MS = 300_000
+MAX_MIRROR_PERCENT = 50.0  # Azure online endpoints' limit on mirrored (shadow) traffic
 CONTROL, TREATMENT = "Control", "Treatment"
 
 # Version-level keys an aksendpoint may NOT set per version (they are endpoint-level, spec 2.2).
@@ -90,6 +91,8 @@ class ServiceSpec:
     secondary_key: str | None = None
     description: str = ""
     max_body_bytes: int = 100 * 1024 * 1024
+    # mirrorTraffic: version -> percent of the endpoint's requests copied to it, the copy's answer discarded
+    mirror: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def default_version(self) -> VersionSpec:
@@ -307,11 +310,38 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path = ".", p
                     raise ConfigError(f"{vpath}.{k}", "is an endpoint-level setting; set it on the endpoint")
             versions[vname] = parse_version(vname, vd, vpath, base)
         versions = _settle_endpoint(versions, f"{path}.versions")
+    mirror = _mirror(d, versions, path)
     return ServiceSpec(name=name, compute_type=ctype, versions=versions,
                        auth_enabled=bool(auth) if auth is not None else not token,
                        token_auth_enabled=bool(token), primary_key=primary, secondary_key=secondary,
                        description=_str(d, "description", path) or "",
-                       max_body_bytes=max_body or 100 * 1024 * 1024)
+                       max_body_bytes=max_body or 100 * 1024 * 1024, mirror=mirror)
+
+
+def _mirror(d: Mapping[str, Any], versions: Mapping[str, VersionSpec], path: str) -> dict[str, float]:
+    """`mirrorTraffic: {version: percent}`: shadow copies to versions that take no live traffic, <= 50 % in all
+    (Azure online endpoints' rules), so a mirror can never change what a client sees."""
+    mpath = f"{path}.mirrorTraffic" if path else "mirrorTraffic"
+    raw = _obj(d, "mirrorTraffic", path)
+    if raw and len(versions) < 2:
+        raise ConfigError(mpath, "needs an aksendpoint with at least two versions (a copy goes to another version)")
+    out: dict[str, float] = {}
+    for vname, pct in raw.items():
+        vp = f"{mpath}.{vname}"
+        if vname not in versions:
+            raise ConfigError(vp, f"names no version of this endpoint (versions: {', '.join(versions)})")
+        if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= MAX_MIRROR_PERCENT:
+            raise ConfigError(vp, f"must be a number from 0 to {MAX_MIRROR_PERCENT:g} (percent), got {pct!r}")
+        v = versions[vname]
+        if v.is_default or v.traffic_percentile > 0:
+            raise ConfigError(vp, "a version that takes live traffic (trafficPercentile > 0 or the default "
+                                  "version) cannot also receive mirrored traffic")
+        if pct > 0:
+            out[vname] = float(pct)
+    if sum(out.values()) > MAX_MIRROR_PERCENT + 1e-9:
+        raise ConfigError(mpath, f"mirrored traffic adds up to {sum(out.values()):g} %, must be <= "
+                                 f"{MAX_MIRROR_PERCENT:g} %")
+    return out
 
 
 def _settle_endpoint(versions: dict[str, VersionSpec], path: str) -> dict[str, VersionSpec]:

@@ -41,6 +41,7 @@ class ServiceRuntime:
     versions: dict[str, VersionRuntime]
     shares: dict[str, float]
     splitter: TrafficSplitter = field(default_factory=TrafficSplitter)
+    mirror_credit: dict[str, float] = field(default_factory=dict)
 
     def choose_version(self) -> VersionRuntime:
         eligible = [n for n, v in self.versions.items() if v.pool.ready_count]
@@ -50,6 +51,23 @@ class ServiceRuntime:
             if eligible and self.shares.get(name, 0) <= 0:
                 name = eligible[0]
         return self.versions[name]
+
+    def choose_mirrors(self) -> list[VersionRuntime]:
+        """Versions that get a shadow copy of this request: each mirrored version accrues its percentage per
+        request and takes a copy per whole 100 (exact shares, no randomness); one without a ready replica is
+        skipped rather than queued, so mirroring never holds anything up."""
+        if not self.spec.mirror:
+            return []
+        out = []
+        for name, pct in self.spec.mirror.items():
+            credit = self.mirror_credit.get(name, 0.0) + pct
+            if credit >= 100.0:
+                credit -= 100.0
+                vr = self.versions.get(name)
+                if vr is not None and vr.pool.ready_count:
+                    out.append(vr)
+            self.mirror_credit[name] = credit
+        return out
 
 
 class Router:
@@ -147,6 +165,7 @@ class Router:
                 rt = ServiceRuntime(spec, auth, versions, spec.traffic_shares())
                 if old is not None:
                     rt.splitter = old.splitter
+                    rt.mirror_credit = old.mirror_credit
                 wanted[name] = rt
                 if old is not None:
                     for vname, vr in old.versions.items():

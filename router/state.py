@@ -83,6 +83,12 @@ class StateStore(abc.ABC):
     def delete_service(self, name: str) -> bool: ...
 
     @abc.abstractmethod
+    def rollback_service(self, name: str) -> ServiceRecord:
+        """One-step rollback: the configuration before the last change comes back (and the rolled-back one
+        becomes the previous, so a second rollback redoes it). NotFound without a service; LookupError
+        without a previous configuration."""
+
+    @abc.abstractmethod
     def set_key(self, name: str, key_type: str, value: str | None = None) -> str:
         """Regenerate (value None) or set the primary/secondary key; the old value is gone at once."""
 
@@ -186,7 +192,12 @@ class FileStateStore(StateStore):
             old = doc["services"].get(name, {})
             primary = spec.primary_key or old.get("primaryKey") or new_key()
             secondary = spec.secondary_key or old.get("secondaryKey") or new_key()
-            doc["services"][name] = {"config": dict(config), "primaryKey": primary, "secondaryKey": secondary}
+            entry = {"config": dict(config), "primaryKey": primary, "secondaryKey": secondary}
+            if "config" in old and old["config"] != entry["config"]:
+                entry["previousConfig"] = old["config"]  # for one-step rollback
+            elif "previousConfig" in old:
+                entry["previousConfig"] = old["previousConfig"]
+            doc["services"][name] = entry
             return ServiceRecord(name, dict(config), spec, primary, secondary)
 
         return self._mutate(fn)
@@ -202,14 +213,33 @@ class FileStateStore(StateStore):
                         del doc["services"][n]
             for n, c in configs.items():
                 old = doc["services"].get(n, {})
-                doc["services"][n] = {"config": dict(c),
-                                      "primaryKey": specs[n].primary_key or old.get("primaryKey") or new_key(),
-                                      "secondaryKey": specs[n].secondary_key or old.get("secondaryKey") or new_key()}
+                entry = {"config": dict(c),
+                         "primaryKey": specs[n].primary_key or old.get("primaryKey") or new_key(),
+                         "secondaryKey": specs[n].secondary_key or old.get("secondaryKey") or new_key()}
+                previous = old.get("config") if old.get("config") not in (None, entry["config"]) \
+                    else old.get("previousConfig")
+                if previous is not None:
+                    entry["previousConfig"] = previous
+                doc["services"][n] = entry
 
         self._mutate(fn)
 
     def delete_service(self, name: str) -> bool:
         return bool(self._mutate(lambda doc: doc["services"].pop(name, None) is not None))
+
+    def rollback_service(self, name: str) -> ServiceRecord:
+        def fn(doc: dict[str, Any]) -> ServiceRecord:
+            entry = doc["services"].get(name)
+            if entry is None:
+                raise NotFound(name)
+            previous = entry.get("previousConfig")
+            if previous is None:
+                raise LookupError(f"service {name} has no previous configuration to roll back to")
+            spec = parse_service(name, previous, "/", path=f"services.{name}")
+            entry["previousConfig"], entry["config"] = entry["config"], previous
+            return ServiceRecord(name, previous, spec, entry["primaryKey"], entry["secondaryKey"])
+
+        return self._mutate(fn)
 
     def set_key(self, name: str, key_type: str, value: str | None = None) -> str:
         kt = key_type.lower()
