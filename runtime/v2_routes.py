@@ -19,6 +19,7 @@ from accelerators import (AcceleratorError, InvalidInputError, Model, QueueFullE
 from accelerators.v2_codec import HEADER, V2Error, decode_infer_request, encode_infer_response, error_body, \
     model_metadata, parse_header_length
 from runtime import __version__, metrics
+from runtime.request_context import current_request_id
 from runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
 from runtime.slots import Overloaded
 
@@ -126,6 +127,16 @@ class V2Routes:
         return _json(b'{"ready":true}')
 
     async def _infer(self, request: BaseRequest, *, name: str, version: str | None) -> web.StreamResponse:
+        """Infer, answered (errors too) with the same request-id headers as /score (spec 1.8)."""
+        ids, rid, too_long = self.app._request_ids(request)
+        if ids is None:
+            return v2_error(431, too_long or "request id too long")
+        current_request_id.set(rid)
+        resp = await self._infer_once(request, name, version)
+        resp.headers.extend(ids)
+        return resp
+
+    async def _infer_once(self, request: BaseRequest, name: str, version: str | None) -> web.StreamResponse:
         model, err = self._lookup(name, version)
         if model is None:
             return err  # type: ignore[return-value]

@@ -82,6 +82,17 @@ def test_malformed_body_and_unknown_model_are_v2_errors(srv):
     assert r.status_code == 404 and "no version '7'" in r.json()["error"]
 
 
+def test_infer_answers_carry_request_ids_like_score(srv):
+    body = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    r = requests.post(srv.url + "/v2/models/mlp/infer", json=body, headers={"x-request-id": "trace-7"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-7"
+    assert r.headers["x-ms-request-id"] == "trace-7" and r.headers["x-openscore-slots-total"]
+    r = requests.post(srv.url + "/v2/models/mlp/infer", data=b"{not json", headers={"x-ms-client-request-id": "c-1"})
+    assert r.status_code == 400 and r.headers["x-ms-client-request-id"] == "c-1" and r.headers["x-request-id"]
+    r = requests.post(srv.url + "/v2/models/mlp/infer", json=body, headers={"x-request-id": "x" * 101})
+    assert r.status_code == 431 and "longer than 100" in r.json()["error"]
+
+
 def test_concurrent_infers_each_get_their_own_result(srv, reference):
     xs = [batch(1 + k % 3, seed=k) for k in range(48)]
     got = [None] * len(xs)
