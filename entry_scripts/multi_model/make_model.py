@@ -14,7 +14,7 @@ Data: the iris set that ships inside scikit-learn (nothing is downloaded).
 import io
 import json
 import os
-import shutil
+import sys
 
 import joblib
 from sklearn.datasets import load_iris
@@ -23,37 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from model_files import save_bytes, version_dir  # noqa: E402
 
-
-def save_bytes(path, data):
-    """Write atomically, and not at all when the file already holds these bytes, so that a
-    server reading the model (or a second build running at the same time) never sees half a file."""
-    try:
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return
-    except FileNotFoundError:
-        pass
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _version_dir(root, name, version, entry):
-    """azureml-models/<name>/<version>/, holding nothing but `entry`
-    (Model.get_model_path requires exactly one file or folder per version folder)."""
-    d = os.path.join(root, "azureml-models", name, str(version))
-    os.makedirs(d, exist_ok=True)
-    for other in set(os.listdir(d)) - {entry}:
-        if other.endswith(".tmp"):  # another build's save_bytes() in progress
-            continue
-        path = os.path.join(d, other)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-    return os.path.join(d, entry)
 
 
 def _pickle(model):
@@ -71,7 +43,7 @@ def main(out_root=HERE):
     baseline = DummyClassifier(strategy="most_frequent").fit(Xs, y)
     classifier = LogisticRegression(C=10.0, max_iter=1000).fit(Xs, y)
 
-    pre = _version_dir(out_root, "iris_scaler", 1, "preprocessing")
+    pre = version_dir(out_root, "iris_scaler", 1, "preprocessing")
     os.makedirs(pre, exist_ok=True)
     save_bytes(os.path.join(pre, "scaler.pkl"), _pickle(scaler))
     metadata = {"features": list(iris.feature_names), "classes": list(iris.target_names)}
@@ -79,7 +51,7 @@ def main(out_root=HERE):
 
     paths = [pre]
     for version, model in ((1, baseline), (2, classifier)):
-        path = _version_dir(out_root, "iris_classifier", version, "model.pkl")
+        path = version_dir(out_root, "iris_classifier", version, "model.pkl")
         save_bytes(path, _pickle(model))
         paths.append(path)
     for p in paths:

@@ -7,6 +7,7 @@ Output: ./azureml-models/onnx_model/1/model.onnx (next to this file).
 """
 
 import os
+import sys
 
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -16,25 +17,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from model_files import save_model_file  # noqa: E402
 MODEL_NAME = "onnx_model"
 MODEL_VERSION = 1
 # opsets that every onnxruntime >= 1.17 runs
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
-
-
-def save_bytes(path, data):
-    """Write atomically, and not at all when the file already holds these bytes, so that a
-    server reading the model (or a second build running at the same time) never sees half a file."""
-    try:
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return
-    except FileNotFoundError:
-        pass
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def main(out_root=HERE):
@@ -50,12 +38,7 @@ def main(out_root=HERE):
     # a fixed producer version keeps the file byte-for-byte reproducible
     onx.producer_version = "openscore-sample"
 
-    model_dir = os.path.join(out_root, "azureml-models", MODEL_NAME, str(MODEL_VERSION))
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "model.onnx")
-    save_bytes(path, onx.SerializeToString())
-    print(f"saved {path}")
-    return path
+    return save_model_file(out_root, MODEL_NAME, MODEL_VERSION, "model.onnx", onx.SerializeToString())
 
 
 if __name__ == "__main__":

@@ -8,43 +8,26 @@ downloaded). Output: ./azureml-models/sklearn_json/1/model.pkl (next to this fil
 
 import io
 import os
+import sys
 
 import joblib
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from model_files import save_model_file  # noqa: E402
 MODEL_NAME = "sklearn_json"
 MODEL_VERSION = 1
-
-
-def save_bytes(path, data):
-    """Write atomically, and not at all when the file already holds these bytes, so that a
-    server reading the model (or a second build running at the same time) never sees half a file."""
-    try:
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return
-    except FileNotFoundError:
-        pass
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def main(out_root=HERE):
     X, y = load_diabetes(return_X_y=True)
     model = Ridge(alpha=0.5).fit(X, y)
 
-    model_dir = os.path.join(out_root, "azureml-models", MODEL_NAME, str(MODEL_VERSION))
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "model.pkl")
     buf = io.BytesIO()
     joblib.dump(model, buf)
-    save_bytes(path, buf.getvalue())
-    print(f"saved {path}")
-    return path
+    return save_model_file(out_root, MODEL_NAME, MODEL_VERSION, "model.pkl", buf.getvalue())
 
 
 if __name__ == "__main__":
