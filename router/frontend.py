@@ -310,6 +310,15 @@ class Frontend:
         rec = store.read().services.get(name)
         if rec is None:
             raise NotFound(name)
+        if action == "rollback" and method == "POST":  # one step back: the configuration before the last change
+            try:
+                await asyncio.to_thread(store.rollback_service, name)
+            except NotFound:
+                raise
+            except LookupError as e:
+                return message(409, f"{e.args[0]}.")
+            await self._after_write()
+            return json_response(200, self.router.status(name))
         if action in ("keys", "listkeys") and method in ("GET", "POST"):
             return json_response(200, {"primaryKey": rec.primary_key, "secondaryKey": rec.secondary_key})
         if action == "regenerateKeys" and method == "POST":
