@@ -1,6 +1,12 @@
-"""Prometheus metrics of the router, per service and version (its own registry: one process, no multiproc)."""
+"""Prometheus metrics of the router, per service and version (its own registry: one process, no multiproc).
+
+The request path uses `RouterMetrics.version(key)`: the labelled children of one version, looked up once and
+kept, since `labels()` costs a lock and a few dictionary lookups per call.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -36,5 +42,38 @@ class RouterMetrics:
                                  ["service", "version", "direction"], registry=r)
         self.admin_auth_failures = Counter("openscore_router_admin_auth_failures", "Admin API 401s", registry=r)
 
+        self._versions: dict[tuple[str, str], VersionMetrics] = {}
+
+    def version(self, key: tuple[str, str]) -> "VersionMetrics":
+        vm = self._versions.get(key)
+        if vm is None:
+            vm = self._versions[key] = VersionMetrics(self, key)
+        return vm
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class VersionMetrics:
+    """One version's children of the per-request metrics (same series as `labels(service, version, ...)`)."""
+
+    __slots__ = ("_m", "_key", "queue_wait", "upstream", "_requests", "_rejected")
+
+    def __init__(self, m: RouterMetrics, key: tuple[str, str]):
+        self._m, self._key = m, key
+        self.queue_wait = m.queue_wait.labels(*key)
+        self.upstream = m.upstream.labels(*key)
+        self._requests: dict[int, Any] = {}
+        self._rejected: dict[str, Any] = {}
+
+    def request(self, status: int) -> None:
+        c = self._requests.get(status)
+        if c is None:
+            c = self._requests[status] = self._m.requests.labels(*self._key, str(status))
+        c.inc()
+
+    def rejected(self, reason: str) -> None:
+        c = self._rejected.get(reason)
+        if c is None:
+            c = self._rejected[reason] = self._m.rejected.labels(*self._key, reason)
+        c.inc()
