@@ -1,5 +1,6 @@
 """Routing through a real router process to real replicas: URLs, limits, status rewriting, exact slots."""
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,8 @@ def test_score_headers_and_swagger(router):
     assert r.status_code == 200 and "paths" in r.json()
     r = requests.get(f"{router.url}/api/v1/service/echo-a/score?x=1", timeout=10)  # GET is routed
     assert r.status_code == 200
+    r = requests.get(f"{router.url}/api/v1/service/echo-a/score?x=a%20b&y=%C3%A9", timeout=10)  # raw query
+    assert r.status_code == 200 and r.json()["len"] == len(json.dumps({"x": "a b", "y": "é"}))
 
 
 def test_both_replicas_serve_over_keep_alive(router):
@@ -93,6 +96,19 @@ def test_large_bodies_stream_both_ways(router):
     assert r.status_code == 200 and r.json()["len"] == len(body)
     r = score(router, "echo-a", b"big:3000000", headers={"Content-Type": "text/plain"})
     assert r.status_code == 200 and len(r.json()) == 3_000_000
+
+    def chunks():  # no Content-Length: streamed on as a chunked body
+        yield b'"'
+        for _ in range(20):
+            yield b"c" * 65536
+        yield b'"'
+    r = score(router, "echo-a", chunks())
+    assert r.status_code == 200 and r.json()["len"] == 20 * 65536 + 2
+    s = requests.Session()  # keep-alive connections to the replicas stay usable after big bodies
+    for _ in range(3):
+        r = s.post(f"{router.url}/api/v1/service/echo-a/score", data=body, headers=JSON, timeout=30)
+        assert r.status_code == 200 and r.json()["len"] == len(body)
+        assert s.post(f"{router.url}/api/v1/service/echo-a/score", data=b"{}", headers=JSON).json()["len"] == 2
 
 
 def test_model_500_becomes_502_other_statuses_pass(router):
