@@ -74,7 +74,11 @@ def _export_azure_environment(s: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import signal
 
+    # Held from the first instant: as PID 1 in a container an unhandled SIGTERM would be dropped, so one that
+    # arrives while starting up stays pending until the supervisor waits for it (then it drains and exits 0).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     from runtime.settings import SettingsError, load_settings
 
     cli_values = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
