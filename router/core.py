@@ -322,7 +322,7 @@ class Router:
             infos = self.target.replicas(vr.key)
             versions[vname] = {
                 "isDefault": vr.spec.is_default, "type": vr.spec.version_type,
-                "trafficShare": svc.shares.get(vname, 0.0),
+                "trafficShare": svc.shares.get(vname, 0.0), "mirrorShare": svc.spec.mirror.get(vname, 0.0),
                 "desiredReplicas": self.target.wanted(vr.key), "readyReplicas": vr.pool.ready_count,
                 "autoscaleEnabled": vr.spec.autoscale.enabled,
                 "slotsBusy": vr.pool.busy, "slotsTotal": vr.pool.routable_slots, "queueLength": vr.pool.queued,

@@ -143,8 +143,12 @@ class Frontend:
         self.access = AccessLog() if access_log_enabled else None
         self.in_flight = 0
         self.ready = False
+        self._mirrors: set[asyncio.Task] = set()  # shadow copies in flight (held so they are not collected)
 
     async def close(self) -> None:
+        for t in list(self._mirrors):
+            t.cancel()
+        await asyncio.gather(*self._mirrors, return_exceptions=True)
         await self.upstream.close()
         if self.access is not None:
             self.access.flush()
@@ -188,20 +192,23 @@ class Frontend:
             self.router.metrics.auth_failures.labels(name, e.reason).inc()
             return message(401, e.message, CIMultiDict({hdrs.WWW_AUTHENTICATE: 'Bearer realm="openscore"',
                                                         "x-openscore-limit": "auth"}))
+        mirrors: tuple[VersionRuntime, ...] = ()
         if version is None:
             vr = svc.choose_version()
+            if svc.spec.mirror and leaf == "score":
+                mirrors = tuple(svc.choose_mirrors())
         else:
             vr = svc.versions.get(version)  # type: ignore[assignment]
             if vr is None:
                 return message(404, f"Service {name} has no version {version}.")
         self.in_flight += 1
         try:
-            return await self._forward(request, svc, vr, "/" + leaf)
+            return await self._forward(request, svc, vr, "/" + leaf, mirrors)
         finally:
             self.in_flight -= 1
 
     async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime,
-                       leaf: str) -> web.StreamResponse:
+                       leaf: str, mirrors: tuple[VersionRuntime, ...] = ()) -> web.StreamResponse:
         start = time.perf_counter()
         spec, vm = vr.spec, self.router.metrics.version(vr.key)
         headers = request.headers
@@ -218,12 +225,63 @@ class Frontend:
             resp, limit = self._too_large(svc, h), "payload_limit"
             vm.rejected(limit)
         else:
+            for m in mirrors:
+                self._mirror(request, m, leaf, body, rid)
             resp, replica, limit, queue_s, up_s = await self._upstream(request, vr, vm, leaf, body, h, rid)
         vm.request(resp.status)
         if self.access is not None:
             self.access.log(request.method, request.path_qs, resp.status, vr.key, replica, queue_s, up_s,
                             time.perf_counter() - start, limit, rid)
         return resp
+
+    # ============================================================== mirrored (shadow) traffic
+    def _mirror(self, request: BaseRequest, vr: VersionRuntime, leaf: str, body: Any, rid: str) -> None:
+        """Send a copy of the request to a mirrored version in the background; its answer is discarded and
+        nothing about it reaches the client. A streamed (large or chunked) body is read once, so it is not
+        copied: counted as `streamed`."""
+        counter = self.router.metrics.mirrored
+        if isinstance(body, proxy.LimitedStream):
+            counter.labels(*vr.key, "streamed").inc()
+            return
+        headers = proxy.upstream_headers(request, rid)
+        headers.append(("x-openscore-mirrored", "true"))
+        raw = request.raw_path
+        q = raw.find("?")
+        path = leaf if q < 0 else leaf + raw[q:]
+        t = asyncio.create_task(self._send_mirror(request.method, vr, path, headers, body))
+        self._mirrors.add(t)
+        t.add_done_callback(self._mirrors.discard)
+
+    async def _send_mirror(self, method: str, vr: VersionRuntime, path: str, headers: list[tuple[str, str]],
+                           body: bytes | None) -> None:
+        outcome = "error"
+        lease = vr.pool.try_acquire()
+        try:
+            if lease is None:
+                lease = await vr.pool.acquire(vr.spec.max_queue_wait_ms / 1000.0)
+            async with asyncio.timeout(vr.spec.scoring_timeout_ms / 1000.0):
+                up = await self.upstream.send(method, lease.backend.address, path, headers, body)
+                try:
+                    if up.body is None and up.payload is not None:
+                        while await up.payload.readany():
+                            pass  # read and drop, so the connection can be reused
+                        up.finish()
+                finally:
+                    up.close()
+            outcome = str(up.status)
+        except Rejected as e:
+            outcome = e.reason
+        except TimeoutError:
+            outcome = "scoring_timeout"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as e:  # noqa: BLE001 - a shadow copy's failure must never surface
+            log.debug("mirrored request to %s/%s failed: %r", *vr.key, e)
+        finally:
+            if lease is not None:
+                lease.release()
+            self.router.metrics.mirrored.labels(*vr.key, outcome).inc()
 
     def _too_large(self, svc: ServiceRuntime, h: CIMultiDict[str]) -> web.Response:
         h["x-openscore-limit"] = "payload_limit"

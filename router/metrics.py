@@ -40,6 +40,9 @@ class RouterMetrics:
                                     ["service", "version"], registry=r)
         self.autoscale = Counter("openscore_router_autoscale_decisions", "Replica count changes by direction",
                                  ["service", "version", "direction"], registry=r)
+        self.mirrored = Counter("openscore_router_mirrored", "Shadow copies sent to a mirrored version, by outcome "
+                                "(the replica's status, overloaded, no_ready_replica, scoring_timeout, streamed, "
+                                "error)", ["service", "version", "status"], registry=r)
         self.admin_auth_failures = Counter("openscore_router_admin_auth_failures", "Admin API 401s", registry=r)
 
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
