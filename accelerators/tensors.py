@@ -78,7 +78,22 @@ def batch_key(tensors: Tensors) -> tuple:
 def stack(requests: Sequence[Tensors]) -> Tensors:
     if len(requests) == 1:
         return requests[0]
-    return {k: np.concatenate([r[k] for r in requests], axis=0) for k in requests[0]}
+    return {k: _concat([r[k] for r in requests]) for k in requests[0]}
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate along axis 0, without releasing the GIL when it can: numpy drops the GIL for every copy
+    of more than ~500 elements, and each drop lets one of the callers woken by the previous batch run first,
+    which stretched the gap between two device calls from ~20 us to ~0.7 ms for 32 one-row requests of 1024
+    floats. bytearray.join copies C-contiguous buffers while holding the GIL (and is faster for small rows)."""
+    a0 = arrays[0]
+    if a0.dtype.hasobject or not all(a.flags.c_contiguous and a.dtype == a0.dtype for a in arrays):
+        return np.concatenate(arrays, axis=0)
+    try:
+        buf = bytearray().join(arrays)
+    except (BufferError, TypeError, ValueError):
+        return np.concatenate(arrays, axis=0)
+    return np.frombuffer(buf, a0.dtype).reshape((-1,) + a0.shape[1:])
 
 
 def split(outputs: Tensors, sizes: Sequence[int]) -> list[Tensors]:

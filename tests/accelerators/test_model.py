@@ -101,3 +101,18 @@ def test_memory_metric_for_opencl(mlp_path, opencl_device):
         m.predict(rows(3, 0))
         assert sample(m.name, m, "openscore_model_device_memory_used_bytes") > 0
         assert sample(m.name, m, "openscore_model_device_memory_total_bytes") == opencl_device.memory_bytes
+
+
+@pytest.mark.parametrize("arrays", [
+    [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones((1, 3), np.float32)],
+    [np.ones((1, 2, 2)), np.zeros((3, 2, 2))],
+    [np.arange(12, dtype=np.int64).reshape(3, 4)[:, ::2], np.ones((1, 2), np.int64)],  # not contiguous
+    [np.array([["a"], ["bc"]], dtype=object), np.array([["d"]], dtype=object)],
+    [np.array([[True]]), np.array([[False], [True]])],
+])
+def test_stack_equals_concatenate(arrays):
+    from accelerators.tensors import stack
+    out = stack([{"x": a} for a in arrays])["x"]
+    ref = np.concatenate(arrays, axis=0)
+    assert out.dtype == ref.dtype and out.shape == ref.shape and (out == ref).all()
+    out[...] = out[0]  # writable: backends may reuse their input buffers
