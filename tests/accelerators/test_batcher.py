@@ -192,3 +192,69 @@ def test_row_sizes_bound_the_batch():
     [f.result(10) for f in futs]
     assert [[len(p) for p in batch] for batch in w.batches[1:]] == [[3, 4], [2], [9]]
     b.close()
+
+
+class StepWorker:
+    """Echo worker that records its batches and finishes each call only when the test calls step()."""
+
+    def __init__(self):
+        self.batches, self.started, self._go = [], threading.Semaphore(0), threading.Semaphore(0)
+
+    def __call__(self, payloads):
+        self.batches.append(list(payloads))
+        self.started.release()
+        assert self._go.acquire(timeout=10)
+        return [("done", p) for p in payloads]
+
+    def step(self):
+        self._go.release()
+
+
+def test_answered_callers_are_regrouped_with_the_queue(monkeypatch):
+    """Closed loop: after a batch of 2 is answered, its callers' next requests join the one that queued meanwhile
+    (without regrouping, the queued request would run alone and the groups alternate)."""
+    import accelerators.batcher as batcher_module
+    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)  # only max_regroup_delay_s bounds the wait
+    w = StepWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8, max_regroup_delay_s=30.0))
+    first = b.submit(-1)
+    assert w.started.acquire(timeout=10)
+    group_a = [b.submit(0), b.submit(1)]
+    w.step()  # [-1] answered: one request, no regrouping
+    assert first.result(10) == ("done", -1)
+    assert w.started.acquire(timeout=10)
+    assert w.batches[-1] == [0, 1]
+    group_b = b.submit(2)
+    w.step()  # [0, 1] answered: the instance waits for two new requests before its next call
+    assert [f.result(10) for f in group_a] == [("done", 0), ("done", 1)]
+    echo = [b.submit(10), b.submit(11)]
+    assert w.started.acquire(timeout=10)
+    assert w.batches[-1] == [2, 10, 11]
+    w.step()
+    assert group_b.result(10) == ("done", 2) and [f.result(10) for f in echo] == [("done", 10), ("done", 11)]
+    b.close()
+
+
+def test_regrouping_waits_for_nothing_when_the_queue_is_full(monkeypatch):
+    import accelerators.batcher as batcher_module
+    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)
+    w = StepWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=2, max_regroup_delay_s=30.0))
+    first = b.submit(-1)
+    assert w.started.acquire(timeout=10)
+    pair = [b.submit(0), b.submit(1)]
+    w.step()
+    assert w.started.acquire(timeout=10)  # [0, 1]
+    full = [b.submit(2), b.submit(3)]  # max_batch_size requests queued: no wait for an echo
+    w.step()
+    assert w.started.acquire(timeout=10)
+    assert w.batches == [[-1], [0, 1], [2, 3]]
+    w.step()
+    assert [f.result(10) for f in [first, *pair, *full]] == [("done", i) for i in (-1, 0, 1, 2, 3)]
+    b.close()
+
+
+def test_regroup_option_is_validated():
+    with pytest.raises(ValueError, match="max_regroup_delay_s"):
+        BatcherOptions(max_regroup_delay_s=-1)
+    assert BatcherOptions(max_regroup_delay_s=0).max_regroup_delay_s == 0
