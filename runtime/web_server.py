@@ -11,12 +11,10 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 import orjson
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
@@ -30,6 +28,7 @@ from runtime.scoring import ScoreResult, Scorer
 from runtime.settings import ServerSettings
 from runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
 from runtime.v2_routes import V2Routes
+from runtime.web_protocol import Handler, make_server
 from runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")
@@ -46,33 +45,6 @@ def _json_response(status: int, message: str, headers: CIMultiDict[str] | None =
     h = headers if headers is not None else CIMultiDict()
     h[hdrs.CONTENT_TYPE] = JSON
     return web.Response(status=status, body=orjson.dumps({"message": message}), headers=h)
-
-
-class _JsonErrorRequestHandler(RequestHandler):
-    """Protocol-level errors (bad request line, header too large, handler crash) as JSON, not text."""
-
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        if isinstance(exc, LineTooLong):
-            status, text = 431, f"Request header fields too large: {exc.message}"
-        elif isinstance(exc, BadHttpMessage):
-            text = f"Bad request: {exc.message}"
-        elif status >= 500:
-            log.error("unhandled error while serving %s", request.path, exc_info=exc)
-            text = "An unexpected internal error occurred. Check the logs for more info."
-        else:
-            text = message or "Bad request"
-        resp = _json_response(status, text)
-        resp.force_close()
-        return resp
-
-
-class _Server(Server):
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class WorkerHttpApp:
@@ -108,12 +80,8 @@ class WorkerHttpApp:
         self._cors = settings.cors_origins
 
     def make_server(self) -> Server:
-        limit = self.settings.max_body_bytes
-
-        def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> BaseRequest:
-            return BaseRequest(message, payload, protocol, writer, task, protocol._loop, client_max_size=limit)
-
-        return _Server(self.handle, request_factory=factory, access_log=None)
+        return make_server(self.handle, max_body_bytes=self.settings.max_body_bytes, log=log,
+                           internal_error_text="An unexpected internal error occurred. Check the logs for more info.")
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
