@@ -1,6 +1,7 @@
 """Routing through a real router process to real replicas: URLs, limits, status rewriting, exact slots."""
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,16 @@ def test_version_path_and_404s(router):
 def test_only_get_and_post_are_routed(router, method):
     r = requests.request(method, f"{router.url}/api/v1/service/echo-a/score", timeout=10)
     assert r.status_code == 405 and r.headers["Allow"] == "GET, POST"
+
+
+def test_malformed_http_is_a_json_error_and_the_router_keeps_serving(router):
+    r = score(router, "echo-a", headers={**JSON, "X-Huge": "h" * 20000})
+    assert r.status_code == 431 and "too large" in r.json()["message"]
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = s.recv(4096)
+    assert reply.split(b" ")[1] == b"400" and b"application/json" in reply and b'{"message":"Bad request' in reply
+    assert score(router, "echo-a").status_code == 200
 
 
 def test_payload_limit(router):
