@@ -4,8 +4,9 @@ Prints, side by side in one run, for one MLP (default 1536 wide, 6 layers, 16 cl
   * direct onnxruntime at batch 1 and 32 (default session options; the batch-32 rows/s is "the limit");
   * in-process (load_model + threads calling model.predict): batching off (max_batch_size=1) vs on (32),
     p50 with 1 caller and rows/s at 16 and 64 callers;
-  * the real server, `openscore serve --model mlp.onnx --max-batch-size 32` vs `--max-batch-size 1`, POST /score
-    {"data": [[...one row...]]} over keep-alive connections from wrk (closed loop) at 1, 16 and 64 in flight.
+  * the real server, `openscore serve --model mlp.onnx --max-batch-size 32` vs `--max-batch-size 1` (128 slots
+    both), one row per request over keep-alive connections from wrk (closed loop) at 1, 16 and 64 in flight, as
+    JSON (POST /score {"data": [[...]]}) and as the Open Inference Protocol's binary tensor extension.
 Targets (issue): with 1 in flight batching adds <= 5 % to p50 vs batching off; at 16+ in flight throughput
 >= 1.5x unbatched and >= 70 % of the in-process batch-32 limit.
 
@@ -41,8 +42,11 @@ sys.path.insert(0, str(ROOT))
 from accelerators import load_model, sample_models  # noqa: E402
 
 LUA = """wrk.method = "POST"
-wrk.body = '%s'
-wrk.headers["Content-Type"] = "application/json"
+local f = io.open("%s", "rb")
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "%s"
+%s
 function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "errors": %%d}\\n',
@@ -93,15 +97,18 @@ def free_port() -> int:
 class Server:
     """`openscore serve --model` in its own process group (only this PID's group is ever signalled)."""
 
-    def __init__(self, model: str, max_batch_size: int, logdir: Path):
+    def __init__(self, model: str, max_batch_size: int, logdir: Path, pin: list[str] | None = None,
+                 extra: list[str] | None = None):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENSCORE_", "AZUREML_", "AML_"))}
         env["PYTHONPATH"] = str(ROOT)
         self.log = logdir / f"serve-mbs{max_batch_size}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime", "serve", "--model", model, "--max-batch-size", str(max_batch_size),
-                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+                [*(pin or []), sys.executable, "-m", "runtime", "serve", "--model", model, "--max-batch-size", str(max_batch_size),
+                 # the same slots on and off, so 64 in flight never overflows the queue when batching is off
+                 "--max-concurrent-requests", "128",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", *(extra or [])],
                 cwd=logdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -133,9 +140,9 @@ class Server:
                 self.proc.wait()
 
 
-def wrk(port: int, lua: Path, conns: int, seconds: float) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
-                          "-s", str(lua), f"http://127.0.0.1:{port}/score"],
+def wrk(port: int, lua: Path, path: str, conns: int, seconds: float, pin: list[str] | None = None) -> dict:
+    out = subprocess.run([*(pin or []), "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
+                          "-s", str(lua), f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
@@ -152,6 +159,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1536)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--no-server", action="store_true", help="in-process figures only")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="skip the pinned run (server on core 0 with 1 onnxruntime thread, wrk on core 1)")
     args = ap.parse_args()
     s = args.seconds
     tmp = Path(tempfile.mkdtemp(prefix="bench-batching-"))
@@ -184,19 +193,56 @@ def main() -> None:
     elif shutil.which("wrk") is None:
         server_note = "server: skipped, wrk not found (apt-get install wrk)"
     else:
-        body = json.dumps({"data": x1.tolist()}, separators=(",", ":"))
-        lua = tmp / "post.lua"
-        lua.write_text(LUA % body)
+        body = json.dumps({"data": x1.tolist()}, separators=(",", ":")).encode()
+        (tmp / "score.json").write_bytes(body)
+        (tmp / "post-json.lua").write_text(LUA % (tmp / "score.json", "application/json", ""))
+        # the Open Inference Protocol's binary tensor extension: a JSON header, then the raw float32 row
+        header = json.dumps({"inputs": [{"name": "x", "shape": list(x1.shape), "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x1.nbytes}}],
+                             "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
+        (tmp / "infer.bin").write_bytes(header + x1.tobytes())
+        (tmp / "post-v2.lua").write_text(LUA % (tmp / "infer.bin", "application/octet-stream",
+                                                f'wrk.headers["Inference-Header-Content-Length"] = "{len(header)}"'))
         for label, mbs in (("off", 1), ("on", 32)):
             srv = Server(path, mbs, tmp)
             try:
-                srv.wait_ready(body.encode())
-                wrk(srv.port, lua, 16, min(2.0, s))  # warm up
+                srv.wait_ready(body)
+                for fmt, lua, url in (("json", tmp / "post-json.lua", "/score"),
+                                      ("v2", tmp / "post-v2.lua", "/v2/models/mlp/infer")):
+                    wrk(srv.port, lua, url, 16, min(2.0, s))  # warm up
+                    for conns in (1, 16, 64):
+                        r = wrk(srv.port, lua, url, conns, s)
+                        if r["errors"]:
+                            print(f"  warning: server {fmt} batching {label}, {conns} in flight: {r['errors']} "
+                                  "wrk errors")
+                        served[fmt, label, conns] = r
+            finally:
+                srv.stop()
+
+    # ---------------------------------------------- pinned: the server alone on core 0, wrk on core 1
+    # As issue 2's benchmark: the server (event loop and one onnxruntime thread) pinned to one core, judged
+    # against the in-process batch-32 limit of one onnxruntime thread on that same core.
+    pinned: dict = {}
+    limit1 = 0.0
+    if served and args.pin and os.cpu_count() and os.cpu_count() >= 2 and shutil.which("taskset"):
+        mask = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {0})
+        try:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            one = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            limit1 = 32 / statistics.median(timed_loop(lambda: one.run(None, {"x": x32}), s))
+            del one
+        finally:
+            os.sched_setaffinity(0, mask)
+        for label, mbs in (("off", 1), ("on", 32)):
+            srv = Server(path, mbs, tmp, pin=["taskset", "-c", "0"], extra=["--intra-op-threads", "1"])
+            try:
+                srv.wait_ready(body)
+                wrk(srv.port, tmp / "post-v2.lua", "/v2/models/mlp/infer", 16, min(2.0, s), ["taskset", "-c", "1"])
                 for conns in (1, 16, 64):
-                    r = wrk(srv.port, lua, conns, s)
-                    if r["errors"]:
-                        print(f"  warning: server batching {label}, {conns} in flight: {r['errors']} wrk errors")
-                    served[label, conns] = r
+                    pinned[label, conns] = wrk(srv.port, tmp / "post-v2.lua", "/v2/models/mlp/infer", conns, s,
+                                               ["taskset", "-c", "1"])
             finally:
                 srv.stop()
 
@@ -205,18 +251,20 @@ def main() -> None:
     print(f"direct onnxruntime batch 1 : {1 / direct_p50:8.0f} rows/s  p50 {direct_p50 * 1e3:7.3f} ms")
     print(f"direct onnxruntime batch 32: {limit:8.0f} rows/s  (the batch-32 limit)")
     print()
-    print(f"{'':26s}{'in-process (threads)':>34s}   {'server: wrk -> POST /score':>34s}")
-    print(f"{'':26s}{'batching off':>16s}{'on':>18s}   {'batching off':>16s}{'on':>18s}")
+    fmts = ("json", "v2") if served else ()
+    titles = {"json": "server: JSON POST /score", "v2": "server: V2 binary infer"}
+    print(f"{'':22s}{'in-process (threads)':>26s}" + "".join(f"{titles[f]:>28s}" for f in fmts))
+    print(f"{'':22s}" + f"{'batching off':>14s}{'on':>12s}" * (1 + len(fmts)))
     ip1 = (inproc["off", 1], inproc["on", 1])
-    row = f"{'1 in flight, p50':26s}{ip1[0] * 1e3:13.3f} ms{ip1[1] * 1e3:15.3f} ms"
-    if served:
-        sv1 = (served["off", 1]["p50_us"] / 1e3, served["on", 1]["p50_us"] / 1e3)
-        row += f"   {sv1[0]:13.3f} ms{sv1[1]:15.3f} ms"
+    sv1 = {f: (served[f, "off", 1]["p50_us"] / 1e3, served[f, "on", 1]["p50_us"] / 1e3) for f in fmts}
+    row = f"{'1 in flight, p50 ms':22s}{ip1[0] * 1e3:14.3f}{ip1[1] * 1e3:12.3f}"
+    for f in fmts:
+        row += f"{sv1[f][0]:14.3f}{sv1[f][1]:12.3f}"
     print(row)
     for n in (16, 64):
-        row = f"{f'{n} in flight, rows/s':26s}{inproc['off', n]:16.0f}{inproc['on', n]:18.0f}"
-        if served:
-            row += f"   {served['off', n]['rps']:16.0f}{served['on', n]['rps']:18.0f}"
+        row = f"{f'{n} in flight, rows/s':22s}{inproc['off', n]:14.0f}{inproc['on', n]:12.0f}"
+        for f in fmts:
+            row += f"{served[f, 'off', n]['rps']:14.0f}{served[f, 'on', n]['rps']:12.0f}"
         print(row)
     if server_note:
         print(server_note)
@@ -237,8 +285,19 @@ def main() -> None:
             print(f"{where:11s} {n:2d} in flight: {x:4.2f}x unbatched, {pct:3.0f} % of the limit -> "
                   f"{'met' if ok else 'NOT met'}")
     judge("in-process", *ip1, inproc)
-    if served:
-        judge("server", *sv1, {k: v["rps"] for k, v in served.items()})
+    for f in fmts:
+        judge(f"server {f}", *sv1[f], {(lbl, n): v["rps"] for (fm, lbl, n), v in served.items() if fm == f})
+    if pinned:
+        limit = limit1  # judge() reads it: the pinned server against the same core's own limit
+        print()
+        print(f"pinned: server (event loop + 1 onnxruntime thread) on core 0, wrk on core 1, V2 binary infer; "
+              f"in-process batch-32 limit with 1 thread on core 0: {limit1:.0f} rows/s")
+        p1 = (pinned["off", 1]["p50_us"] / 1e3, pinned["on", 1]["p50_us"] / 1e3)
+        print(f"{'':22s}{'batching off':>14s}{'on':>12s}")
+        print(f"{'1 in flight, p50 ms':22s}{p1[0]:14.3f}{p1[1]:12.3f}")
+        for n in (16, 64):
+            print(f"{f'{n} in flight, rows/s':22s}{pinned['off', n]['rps']:14.0f}{pinned['on', n]['rps']:12.0f}")
+        judge("pinned v2", *p1, {k: v["rps"] for k, v in pinned.items()})
     print(f"overall: {'all targets met' if all(verdicts) else 'some targets NOT met'} in this run "
           f"({os.cpu_count()} CPUs shared by load generator, server and onnxruntime)")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -57,6 +57,8 @@ def _add_serve_parser(sub: Any) -> None:
     a("--max-batch-size", dest="max_batch_size", help="most requests per model or run_batch() call (32)")
     a("--max-queue-delay-ms", dest="max_queue_delay_ms",
       help="extra wait for a fuller batch; 0 = dispatch as soon as the device is idle (0)")
+    a("--intra-op-threads", dest="intra_op_threads",
+      help="onnxruntime threads per model call with --model (default: onnxruntime's, one per core)")
     p.set_defaults(func=_serve)
 
 

@@ -18,6 +18,7 @@ ENV_MODEL = "OPENSCORE_MODEL"
 ENV_DEVICE = "OPENSCORE_DEVICE"
 ENV_MAX_BATCH_SIZE = "OPENSCORE_MAX_BATCH_SIZE"
 ENV_MAX_QUEUE_DELAY_MS = "OPENSCORE_MAX_QUEUE_DELAY_MS"
+ENV_INTRA_OP_THREADS = "OPENSCORE_INTRA_OP_THREADS"
 
 
 def apply_model_defaults(s: ServerSettings, *, explicit: Mapping[str, Any], cwd: str, model_from_cli: bool) -> None:
@@ -39,7 +40,8 @@ def apply_model_defaults(s: ServerSettings, *, explicit: Mapping[str, Any], cwd:
 
 def export_environment(s: ServerSettings) -> None:
     """Before workers fork: what nocode_score.init() and `accelerators.current_device()` read."""
-    for key, value in ((ENV_MODEL, s.model), (ENV_DEVICE, s.device)):
+    threads = str(s.intra_op_threads) if s.intra_op_threads else None
+    for key, value in ((ENV_MODEL, s.model), (ENV_DEVICE, s.device), (ENV_INTRA_OP_THREADS, threads)):
         if value:
             os.environ[key] = value
         else:

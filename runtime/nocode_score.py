@@ -25,9 +25,11 @@ v2_model: Model | None = None
 def init() -> None:
     global v2_model
     path = os.environ["OPENSCORE_MODEL"]
+    threads = os.environ.get("OPENSCORE_INTRA_OP_THREADS")
     v2_model = load_model(path, os.environ.get("OPENSCORE_DEVICE") or "auto",
                           max_batch_size=int(os.environ.get("OPENSCORE_MAX_BATCH_SIZE", "32")),
-                          max_queue_delay_ms=float(os.environ.get("OPENSCORE_MAX_QUEUE_DELAY_MS", "0")))
+                          max_queue_delay_ms=float(os.environ.get("OPENSCORE_MAX_QUEUE_DELAY_MS", "0")),
+                          backend_options={"intra_op_num_threads": int(threads)} if threads else None)
     d = v2_model.describe()
     log.info("Model %s loaded from %s on %s (%s); inputs %s; outputs %s; max batch size %d", d["name"], path,
              d["device"], ", ".join(d["providers"]) or "-", _specs(d["inputs"]), _specs(d["outputs"]),

@@ -129,6 +129,7 @@ class ServerSettings:
     device: str | None = _opt("OPENSCORE_DEVICE", _device, default=None)
     max_batch_size: int = _opt("OPENSCORE_MAX_BATCH_SIZE", _int_parser(1, 4096), default=32)
     max_queue_delay_ms: float = _opt("OPENSCORE_MAX_QUEUE_DELAY_MS", _float_parser(0.0), default=0.0)
+    intra_op_threads: int | None = _opt("OPENSCORE_INTRA_OP_THREADS", _int_parser(1, 1024), default=None)
 
     @property
     def scoring_timeout_s(self) -> float:

@@ -181,6 +181,15 @@ def test_malformed_device_or_missing_model_is_a_config_error(serve, mlp_path, tm
     assert s.wait_exit(30) == 1 and "invalid device 'gpu7'" in s.log()
     s = serve(None, "--model", str(tmp_path / "missing.onnx"), wait=False)
     assert s.wait_exit(30) == 1 and "missing.onnx does not exist" in s.log()
+    s = serve(None, "--model", mlp_path, "--intra-op-threads", "0", wait=False)
+    assert s.wait_exit(30) == 1 and "--intra-op-threads must be between 1 and 1024" in s.log()
+
+
+def test_intra_op_threads_option_serves_the_same_numbers(serve, mlp_path, reference):
+    s = serve(None, "--model", mlp_path, "--device", "cpu", "--intra-op-threads", "1")
+    x = batch(2, seed=5)
+    r = requests.post(s.url + "/score", json={"data": x.tolist()})
+    assert r.status_code == 200 and np.allclose(r.json()["y"], reference(x), atol=1e-5)
 
 
 def test_device_is_given_to_an_entry_script(serve, tmp_path):
