@@ -29,6 +29,7 @@ from router.config import ConfigError
 from router.core import Router, ServiceRuntime, VersionRuntime
 from router.metrics import VersionMetrics
 from router.state import NotFound
+from runtime.logs import BatchedLineWriter
 
 log = logging.getLogger("openscore.router")
 access_log = logging.getLogger("openscore.router.access")
@@ -61,16 +62,12 @@ class AccessLog:
             "request_id=%s")
 
     def __init__(self) -> None:
-        self._stream: Any = None
-        self._fd = self._direct_fd()
         self._prefix = f" I [{os.getpid()}] {access_log.name} - "
-        self._buf: list[bytes] = []
-        self._size = 0
-        self._scheduled = False
-        self._second = -1
-        self._stamp = ""
+        self._out = self._direct_writer()
 
-    def _direct_fd(self) -> int | None:
+    def _direct_writer(self) -> BatchedLineWriter | None:
+        """A writer straight to the log's stream when logging is set up exactly as `openscore router` does
+        (one plain StreamHandler with our format); None means: go through logging."""
         lg: logging.Logger | None = access_log
         if not access_log.isEnabledFor(logging.INFO):
             return None
@@ -89,8 +86,7 @@ class AccessLog:
             return None
         try:
             hd.flush()
-            self._stream = hd.stream
-            return hd.stream.fileno()
+            return BatchedLineWriter(hd.stream.fileno(), hd.stream)
         except (AttributeError, OSError, ValueError):
             return None
 
@@ -98,40 +94,15 @@ class AccessLog:
             up_s: float, total_s: float, limit: str, rid: str) -> None:
         args = (method, path, status, key[0], key[1], replica, queue_s * 1000, up_s * 1000, total_s * 1000,
                 limit or "-", rid)
-        if self._fd is None:
+        if self._out is None:
             access_log.info(self.TEXT, *args)
             return
-        now = time.time()
-        sec = int(now)
-        if sec != self._second:
-            self._second = sec
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
-        line = (f"{self._stamp},{int((now - sec) * 1000):03d}{self._prefix}{self.TEXT % args}\n"
-                ).encode("utf-8", "backslashreplace")
-        if self._size + len(line) > 4096:
-            self.flush()
-        self._buf.append(line)
-        self._size += len(line)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        line = f"{self._out.timestamp(time.time(), utc=False)}{self._prefix}{self.TEXT % args}\n"
+        self._out.write(line.encode("utf-8", "backslashreplace"))
 
     def flush(self) -> None:
-        self._scheduled = False
-        if not self._buf:
-            return
-        data = b"".join(self._buf)
-        self._buf.clear()
-        self._size = 0
-        try:
-            self._stream.flush()  # what logging wrote before stays before
-        except (AttributeError, OSError, ValueError):
-            pass
-        try:
-            while data:
-                data = data[os.write(self._fd, data):]  # type: ignore[arg-type]
-        except OSError:
-            pass  # a closed log must not break serving
+        if self._out is not None:
+            self._out.flush()
 
 
 class Frontend:

@@ -103,45 +103,30 @@ def capture_prints() -> None:
     sys.stdout = PrintCapture(logging.getLogger(PRINT_LOGGER))  # type: ignore[assignment]
 
 
-class AccessLog:
-    """One line per request, formatted and written without the logging machinery.
+class BatchedLineWriter:
+    """Lines gathered during one event-loop iteration and written to a file descriptor together, in pieces
+    below PIPE_BUF so lines from several processes never interleave. `stream`, when given, is flushed first so
+    what the logging module wrote to it earlier stays earlier. Shared by the server's and the router's access
+    logs."""
 
-    The logging module costs tens of microseconds per record, a fifth of a trivial request. Lines are
-    gathered during one event-loop iteration and written together, in pieces below PIPE_BUF so lines
-    from several worker processes never interleave.
-    """
-
-    def __init__(self, log_format: str, fd: int | None = None):
-        self._json = log_format == "json"
-        self._fd = sys.__stdout__.fileno() if fd is None else fd
-        self._pid = os.getpid()
+    def __init__(self, fd: int, stream: Any = None):
+        self._fd = fd
+        self._stream = stream
         self._buf: list[bytes] = []
         self._size = 0
         self._scheduled = False
         self._second = -1
         self._stamp = ""
 
-    def _timestamp(self, now: float) -> str:
+    def timestamp(self, now: float, utc: bool = True) -> str:
+        """`YYYY-mm-dd HH:MM:SS,mmm` as logging writes it, formatted once per second."""
         sec = int(now)
         if sec != self._second:
             self._second = sec
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", (time.gmtime if utc else time.localtime)(sec))
         return f"{self._stamp},{int((now - sec) * 1000):03d}"
 
-    def log(self, method: str, path: str, status: int, duration_ms: float, length: int | None,
-            request_id: str | None) -> None:
-        now = time.time()
-        if self._json:
-            doc = {"time": self._timestamp(now).replace(" ", "T").replace(",", ".") + "Z", "level": "INFO",
-                   "pid": self._pid, "logger": "openscore.access",
-                   "message": f"{method} {path} {status} {duration_ms:.3f}ms {length if length is not None else '-'}",
-                   "method": method, "path": path, "status": status, "duration_ms": round(duration_ms, 3)}
-            if request_id:
-                doc["request_id"] = request_id
-            line = orjson.dumps(doc) + b"\n"
-        else:
-            line = (f"{self._timestamp(now)} I [{self._pid}] openscore.access - {method} {path} {status} "
-                    f"{duration_ms:.3f}ms {length if length is not None else '-'}\n").encode()
+    def write(self, line: bytes) -> None:
         if self._size + len(line) > 4096:
             self.flush()  # keep each write within PIPE_BUF so it stays atomic
         self._buf.append(line)
@@ -157,8 +142,45 @@ class AccessLog:
         data = b"".join(self._buf)
         self._buf.clear()
         self._size = 0
+        if self._stream is not None:
+            try:
+                self._stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
         try:
             while data:
                 data = data[os.write(self._fd, data):]
         except OSError:
-            pass  # a closed stdout must not break serving
+            pass  # a closed log must not break serving
+
+
+class AccessLog:
+    """One line per request, formatted and written without the logging machinery.
+
+    The logging module costs tens of microseconds per record, a fifth of a trivial request; lines go
+    through a BatchedLineWriter instead.
+    """
+
+    def __init__(self, log_format: str, fd: int | None = None):
+        self._json = log_format == "json"
+        self._out = BatchedLineWriter(sys.__stdout__.fileno() if fd is None else fd)
+        self._pid = os.getpid()
+
+    def log(self, method: str, path: str, status: int, duration_ms: float, length: int | None,
+            request_id: str | None) -> None:
+        now = time.time()
+        if self._json:
+            doc = {"time": self._out.timestamp(now).replace(" ", "T").replace(",", ".") + "Z", "level": "INFO",
+                   "pid": self._pid, "logger": "openscore.access",
+                   "message": f"{method} {path} {status} {duration_ms:.3f}ms {length if length is not None else '-'}",
+                   "method": method, "path": path, "status": status, "duration_ms": round(duration_ms, 3)}
+            if request_id:
+                doc["request_id"] = request_id
+            line = orjson.dumps(doc) + b"\n"
+        else:
+            line = (f"{self._out.timestamp(now)} I [{self._pid}] openscore.access - {method} {path} {status} "
+                    f"{duration_ms:.3f}ms {length if length is not None else '-'}\n").encode()
+        self._out.write(line)
+
+    def flush(self) -> None:
+        self._out.flush()

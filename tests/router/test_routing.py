@@ -88,6 +88,23 @@ def test_malformed_http_is_a_json_error_and_the_router_keeps_serving(router):
     assert score(router, "echo-a").status_code == 200
 
 
+def test_access_log_says_which_replica_and_limits(router):
+    r = score(router, "echo-a", headers={**JSON, "x-request-id": "log-probe-1"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5
+    while "request_id=log-probe-1" not in router.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(ln for ln in router.log().splitlines() if "request_id=log-probe-1" in ln)
+    assert "openscore.router.access - POST /api/v1/service/echo-a/score 200 service=echo-a version=echo-a" in line
+    assert f"replica={r.headers['x-openscore-replica']} queue_ms=" in line and "limit=-" in line
+    r = score(router, "small-body", b"x" * 2000, headers={**JSON, "x-request-id": "log-probe-2"})
+    assert r.status_code == 413
+    deadline = time.monotonic() + 5
+    while "request_id=log-probe-2" not in router.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "413 service=small-body" in router.log() and "limit=payload_limit request_id=log-probe-2" in router.log()
+
+
 def test_payload_limit(router):
     r = score(router, "small-body", b"x" * 1001)
     assert r.status_code == 413 and r.headers["x-openscore-limit"] == "payload_limit"
