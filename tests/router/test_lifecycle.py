@@ -1,5 +1,6 @@
 """Replica supervision, updates and traffic split under flowing traffic, through real processes."""
 
+import http.client
 import os
 import signal
 import threading
@@ -101,3 +102,34 @@ def test_update_and_split_under_traffic_without_a_failed_request(start_router):
     tail = [v for _, _, v, _ in load.results[-20:]]
     assert set(tail) == {"green"}, tail
     assert set(r.status("ep-svc")["versions"]) == {"green", "red"}
+
+
+def test_split_over_10000_real_requests_is_within_2_percent(start_router):
+    ep = {"computeType": "aksendpoint", **OPEN, "versions": {
+        v: {"entryScript": str(service("echo.py")["entryScript"]), "numReplicas": 1, "trafficPercentile": pct}
+        for v, pct in (("blue", 60), ("green", 25), ("red", 15))}}
+    r = start_router({"split-svc": ep})
+    counts: Counter = Counter()
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+        mine: Counter = Counter()
+        for _ in range(n):
+            conn.request("POST", "/api/v1/service/split-svc/score", body=b"{}")
+            resp = conn.getresponse()
+            resp.read()
+            mine[resp.status, resp.getheader("x-openscore-version")] += 1
+        conn.close()
+        with lock:
+            counts.update(mine)
+
+    threads = [threading.Thread(target=client, args=(2500,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sum(counts.values()) == 10000 and all(status == 200 for status, _ in counts), counts
+    for version, pct in (("blue", 60), ("green", 25), ("red", 15)):
+        share = counts[200, version] / 100
+        assert abs(share - pct) <= 2, (version, share, counts)
