@@ -11,7 +11,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -238,18 +238,7 @@ def encode_infer_response(model_name: str, outputs: Mapping[str, np.ndarray], *,
                 raise V2Error(f"requested output {r.name!r} is not an output of model {model_name!r} "
                               f"(outputs: {', '.join(outputs)})")
             chosen.append((r.name, binary_default if r.binary is None else r.binary))
-    docs, blobs = [], []
-    for name, binary in chosen:
-        arr = np.asarray(outputs[name])
-        dt = v2_datatype(arr.dtype)
-        doc = {"name": name, "datatype": dt, "shape": list(arr.shape)}
-        if binary:
-            raw = _to_binary(arr, dt)
-            doc["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            doc["data"] = _to_json(name, arr, dt)
-        docs.append(doc)
+    docs, blobs = _tensor_docs((name, outputs[name], binary) for name, binary in chosen)
     resp: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         resp["model_version"] = str(model_version)
@@ -262,6 +251,23 @@ def encode_infer_response(model_name: str, outputs: Mapping[str, np.ndarray], *,
     if not blobs:
         return EncodedResponse(head, None, "application/json")
     return EncodedResponse(head + b"".join(blobs), len(head), "application/octet-stream")
+
+
+def _tensor_docs(tensors: Iterable[tuple[str, Any, bool]]) -> tuple[list[dict], list[bytes]]:
+    """V2 tensor objects for (name, array, binary) triples, and the binary blobs in their order."""
+    docs, blobs = [], []
+    for name, value, binary in tensors:
+        arr = np.asarray(value)
+        dt = v2_datatype(arr.dtype)
+        doc: dict[str, Any] = {"name": name, "datatype": dt, "shape": list(arr.shape)}
+        if binary:
+            raw = _to_binary(arr, dt)
+            doc["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            doc["data"] = _to_json(name, arr, dt)
+        docs.append(doc)
+    return docs, blobs
 
 
 def _to_binary(arr: np.ndarray, dt: str) -> bytes:
@@ -287,18 +293,7 @@ def encode_infer_request(inputs: Mapping[str, np.ndarray], *, binary: bool = Tru
                          outputs: Sequence[RequestedOutput] | None = None,
                          parameters: dict | None = None) -> tuple[bytes, int | None]:
     """A V2 request body (and header length when binary) - for routers, clients and tests."""
-    docs, blobs = [], []
-    for name, arr in inputs.items():
-        arr = np.asarray(arr)
-        dt = v2_datatype(arr.dtype)
-        doc = {"name": name, "shape": list(arr.shape), "datatype": dt}
-        if binary:
-            raw = _to_binary(arr, dt)
-            doc["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            doc["data"] = _to_json(name, arr, dt)
-        docs.append(doc)
+    docs, blobs = _tensor_docs((name, arr, binary) for name, arr in inputs.items())
     req: dict[str, Any] = {"inputs": docs}
     if request_id:
         req["id"] = request_id

@@ -45,6 +45,13 @@ def json_response(status: int, payload: Any, headers: CIMultiDict[str] | None = 
     return web.Response(status=status, body=orjson.dumps(payload), headers=h)
 
 
+def upstream_path(request: BaseRequest, leaf: str) -> str:
+    """The replica's path: the leaf (/score, /swagger.json) with the client's query string exactly as sent."""
+    raw = request.raw_path
+    q = raw.find("?")
+    return leaf if q < 0 else leaf + raw[q:]
+
+
 def message(status: int, text: str, headers: CIMultiDict[str] | None = None) -> web.Response:
     return json_response(status, {"message": text}, headers)
 
@@ -216,9 +223,7 @@ class Frontend:
             return
         headers = proxy.upstream_headers(request, rid)
         headers.append(("x-openscore-mirrored", "true"))
-        raw = request.raw_path
-        q = raw.find("?")
-        path = leaf if q < 0 else leaf + raw[q:]
+        path = upstream_path(request, leaf)
         t = asyncio.create_task(self._send_mirror(request.method, vr, path, headers, body))
         self._mirrors.add(t)
         t.add_done_callback(self._mirrors.discard)
@@ -267,9 +272,7 @@ class Frontend:
         wait_left = spec.max_queue_wait_ms / 1000.0
         queue_total = 0.0
         headers = proxy.upstream_headers(request, rid)
-        raw = request.raw_path
-        q = raw.find("?")
-        path = leaf if q < 0 else leaf + raw[q:]
+        path = upstream_path(request, leaf)
         for attempt in range(MAX_CONNECT_ATTEMPTS):
             lease = vr.pool.try_acquire()
             if lease is None:
