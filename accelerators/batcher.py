@@ -26,9 +26,11 @@ from typing import Any, Callable, Hashable, Sequence
 
 from .errors import AcceleratorError, BatcherClosedError, ExecutionError, QueueFullError, QueueTimeoutError
 from .metrics import ModelMetrics
+from .os_threads import name_this_thread
 
 Worker = Callable[[list], list]
 REGROUP_FRACTION = 0.25  # the regrouping wait is at most this share of an instance's average call time
+REGROUP_BACKOFF = (16, 256)  # regrouping chances skipped after a wait timed out: at first, and at most
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,18 @@ class BatcherOptions:
     max_queue_delay_s: float = 0.0  # extra wait for a fuller batch; 0 = Triton's default (none)
     max_queue_size: int = 1024  # waiting requests; beyond it submit raises QueueFullError
     queue_timeout_s: float | None = None  # per request, time in queue (not compute)
-    # Regrouping (not in Triton): after an instance answered a batch of n >= 2 requests, it waits for up to n new
-    # requests before its next call, at most REGROUP_FRACTION (a quarter) of its average call time and at most
-    # this long; 0 turns it off. Without it, callers that send their next request when the answer arrives
-    # (a closed loop: most load generators, synchronous clients, a fixed pool of threads) split into two groups
-    # that alternate forever, each call taking the group that queued during the previous one: 16 callers give
-    # batches of ~8, and on a memory-bound model (wide layers on a CPU) half the throughput. A lone request is
-    # never delayed (n = 1 waits for nothing, an idle instance still dispatches at once) and a full queue never
-    # waits; under open-loop load the cost is at most a quarter of one call's time added to a batch's latency.
+    # Regrouping (not in Triton): after an instance answered a batch of n >= 2 requests while fewer than n queued
+    # during that call, it waits for up to n new requests before its next call, at most REGROUP_FRACTION (a
+    # quarter) of its average call time and at most this long; 0 turns it off. Without it, callers that send
+    # their next request as soon as the answer arrives (a closed loop: a fixed pool of threads, synchronous
+    # clients, most load generators) split into two groups that alternate forever, each call taking the group
+    # that queued during the previous one: 16 threads give batches of ~8, and on a memory-bound model (wide
+    # layers on a CPU) much less throughput. A lone request is never delayed (n = 1 waits for nothing, an idle
+    # instance still dispatches at once), and neither is a queue that already holds n (steady open-loop load,
+    # more callers than a batch). When the callers answer slower than the bound (their echo travels over HTTP
+    # through the event loop, say), waiting would only idle the device while alternating groups keep it busy:
+    # a wait that times out turns regrouping off for the next REGROUP_BACKOFF batches (16, doubling to 256),
+    # after which it is tried again.
     max_regroup_delay_s: float = 0.005
 
     def __post_init__(self):
@@ -90,6 +96,7 @@ class DynamicBatcher:
         self._inline_ok = options.max_queue_delay_s == 0  # a delay means: wait for a fuller batch, never inline
         self._avg_exec_s: float | None = None  # moving average of one worker call
         self._arrivals = 0  # requests ever queued (regrouping counts the ones since a batch was answered)
+        self._regroup_skip = self._regroup_backoff = 0  # batches left without regrouping; the current backoff
         self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"openscore-batcher-{name}-{i}",
                                           daemon=True) for i in range(len(self._workers))]
         for t in self._threads:
@@ -262,6 +269,7 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------ dispatch
     def _loop(self, i: int) -> None:
+        name_this_thread(f"osc-batch{i}-{self.name}")  # what `top -H` shows, and what pinning tools look for
         worker = self._workers[i]
         while True:
             with self._lock:
@@ -277,20 +285,32 @@ class DynamicBatcher:
                         self._regroup(len(batch), mark)
                     self._busy[i] = False
 
-    def _regroup(self, answered: int, mark: int) -> None:
-        """Under the lock, the instance still marked busy: wait (bounded) until as many requests arrived since
-        `mark` (the arrival count when its batch left the device) as it just answered; see BatcherOptions."""
+    def _regroup(self, answered: int, mark: tuple[int, int]) -> None:
+        """Under the lock, the instance still marked busy: unless the queue already held as many requests as it
+        just answered when its batch left the device, wait (bounded) until that many arrived since; `mark` is
+        (arrival count, queue length) at that moment. See BatcherOptions."""
         opts, avg = self.options, self._avg_exec_s
         if answered < 2 or opts.max_batch_size < 2 or opts.max_regroup_delay_s <= 0 or avg is None:
             return
-        deadline = time.monotonic() + min(opts.max_regroup_delay_s, REGROUP_FRACTION * avg)
+        arrivals, queued = mark
         want = min(answered, opts.max_batch_size)
-        while (not self._closed and self._arrivals - mark < want and len(self._queue) < opts.max_batch_size
-               and (left := deadline - time.monotonic()) > 0):
+        if queued >= want:
+            return
+        if self._regroup_skip > 0:
+            self._regroup_skip -= 1
+            return
+        deadline = time.monotonic() + min(opts.max_regroup_delay_s, REGROUP_FRACTION * avg)
+        while not self._closed and self._arrivals - arrivals < want and len(self._queue) < opts.max_batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:  # the callers answer slower than that (over HTTP, say): waiting only idles the device
+                first, most = REGROUP_BACKOFF
+                self._regroup_backoff = self._regroup_skip = min(most, max(first, 2 * self._regroup_backoff))
+                return
             self._cond.wait(left)
+        self._regroup_backoff = 0
 
-    def _dispatch(self, worker: Worker, batch: list[_Item]) -> int | None:
-        """Run a taken batch; the arrival count when it left the device (None when nothing ran)."""
+    def _dispatch(self, worker: Worker, batch: list[_Item]) -> tuple[int, int] | None:
+        """Run a taken batch; (arrival count, queue length) when it left the device (None when nothing ran)."""
         now, ready = time.monotonic(), []
         for it in batch:
             if not it.future.set_running_or_notify_cancel():
@@ -305,11 +325,11 @@ class DynamicBatcher:
             return self._execute(worker, ready)
         return None
 
-    def _execute(self, worker: Worker, batch: list[_Item]) -> int:
+    def _execute(self, worker: Worker, batch: list[_Item]) -> tuple[int, int]:
         t0 = time.perf_counter()
         try:
             results = worker([it.payload for it in batch])
-            mark = self._arrivals  # before the answers wake their callers
+            mark = self._arrivals, len(self._queue)  # before the answers wake their callers
             if len(results) != len(batch):
                 raise ExecutionError(f"model {self.name}: worker returned {len(results)} results for "
                                      f"{len(batch)} requests")
@@ -322,23 +342,25 @@ class DynamicBatcher:
                 self.metrics.executions.inc()
             for it in batch:
                 self._fail(it, e, "invalid_input" if isinstance(e, ValueError) else "execution")
-            return self._arrivals
+            return self._arrivals, len(self._queue)
         elapsed = time.perf_counter() - t0
         avg = self._avg_exec_s
         self._avg_exec_s = elapsed if avg is None else avg + (elapsed - avg) * 0.2
-        m = self.metrics
-        if m:
-            m.compute.observe(elapsed)
-            m.executions.inc()
-            m.batch.observe(sum(it.size for it in batch))
+        ok = rows = 0
         for it, res in zip(batch, results):
             if isinstance(res, BaseException):
                 self._fail(it, res, "invalid_input" if isinstance(res, ValueError) else "execution")
                 continue
             it.future.set_result(res)
-            if m:
-                m.inferences.inc(it.size)
-                m.success.inc()
+            ok, rows = ok + 1, rows + it.size
+        m = self.metrics
+        if m:  # once per batch, after the callers are answered (multiprocess metrics cost a syscall per update)
+            m.compute.observe(elapsed)
+            m.executions.inc()
+            m.batch.observe(sum(it.size for it in batch))
+            if ok:
+                m.inferences.inc(rows)
+                m.success.inc(ok)
         return mark
 
     def _fail(self, item: _Item, exc: BaseException, reason: str, queued: bool = False) -> None:

@@ -4,6 +4,7 @@ Ordering is controlled with events (a worker blocked until released), never with
 import asyncio
 import concurrent.futures as cf
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -252,6 +253,84 @@ def test_regrouping_waits_for_nothing_when_the_queue_is_full(monkeypatch):
     w.step()
     assert [f.result(10) for f in [first, *pair, *full]] == [("done", i) for i in (-1, 0, 1, 2, 3)]
     b.close()
+
+
+def test_no_regrouping_when_the_queue_already_holds_as_many_as_were_answered(monkeypatch):
+    """Open-loop load: requests that queued during a call are as many as it answered, so the next call starts
+    at once with them (a regrouping wait would only add latency); here the wait would be 30 s."""
+    import accelerators.batcher as batcher_module
+    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)
+    w = StepWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8, max_regroup_delay_s=30.0))
+    first = b.submit(-1)
+    assert w.started.acquire(timeout=10)
+    pair = [b.submit(0), b.submit(1)]
+    w.step()  # [-1] answered
+    assert w.started.acquire(timeout=10)  # [0, 1]
+    queued = [b.submit(2), b.submit(3)]  # as many as the running call holds
+    w.step()  # [0, 1] answered: no echo needed
+    assert w.started.acquire(timeout=10)
+    assert w.batches == [[-1], [0, 1], [2, 3]]
+    w.step()
+    assert [f.result(10) for f in [first, *pair, *queued]] == [("done", i) for i in (-1, 0, 1, 2, 3)]
+    b.close()
+
+
+def test_a_regrouping_wait_that_times_out_backs_off_then_is_tried_again(monkeypatch):
+    """Callers that answer slower than the regrouping bound (over HTTP, say): the wait only idles the device, so
+    after one times out the next REGROUP_BACKOFF[0] chances are skipped (dispatch at once), then it tries again."""
+    import accelerators.batcher as batcher_module
+    monkeypatch.setattr(batcher_module, "REGROUP_BACKOFF", (2, 4))
+    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e-9)  # first wait: bounded to ~0, times out
+    w = StepWorker()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8, max_regroup_delay_s=30.0))
+    futs = [b.submit(-1)]
+    assert w.started.acquire(timeout=10)
+
+    def pair_then_one(x: int) -> None:
+        """While a lone request runs, queue a pair; while the pair runs, queue one more; answer the pair."""
+        futs.extend([b.submit(x), b.submit(x + 1)])
+        w.step()
+        assert w.started.acquire(timeout=10)
+        assert w.batches[-1] == [x, x + 1]
+        futs.append(b.submit(x + 2))
+        w.step()  # the pair is answered with fewer queued than it held: a chance to regroup
+
+    pair_then_one(0)  # the wait times out at once: back off
+    assert w.started.acquire(timeout=10) and w.batches[-1] == [2]
+    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)  # from now on a wait would last 30 s
+    for x in (3, 6):  # the two skipped chances: the queued request runs at once
+        pair_then_one(x)
+        assert w.started.acquire(timeout=10) and w.batches[-1] == [x + 2]
+    pair_then_one(9)  # backoff over: the instance waits for the pair's echo again
+    futs.extend([b.submit(12), b.submit(13)])
+    assert w.started.acquire(timeout=10)
+    assert w.batches[-1] == [11, 12, 13]
+    w.step()
+    assert [f.result(10) for f in futs] == [("done", i) for i in range(-1, 14)]
+    b.close()
+
+
+def test_dispatcher_threads_carry_an_os_name():
+    """`top -H` and pinning tools (bench_batching's device-core placement) find a model's dispatcher threads."""
+    import os
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc/self/task on this platform")
+    b = DynamicBatcher([lambda p: p, lambda p: p], name="mlp")
+    try:
+        b.call(1)  # the threads are up; each names itself first thing, which may still be under way
+        deadline, names = time.monotonic() + 10, set()
+        while not {"osc-batch0-mlp", "osc-batch1-mlp"} <= names and time.monotonic() < deadline:
+            names = set()
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    names.add(open(f"/proc/self/task/{tid}/comm").read().strip())
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        assert {"osc-batch0-mlp", "osc-batch1-mlp"} <= names
+    finally:
+        b.close()
 
 
 def test_regroup_option_is_validated():
