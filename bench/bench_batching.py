@@ -1,20 +1,30 @@
 """Dynamic batching on a compute-heavy model with onnxruntime CPU: in-process and through the real server.
 
 Prints, side by side in one run, for one MLP (default 1536 wide, 6 layers, 16 classes; --width/--layers):
-  * direct onnxruntime at batch 1 and 32 (default session options; the batch-32 rows/s is "the limit");
+  * direct onnxruntime at batch 1, 16 and 32 (the batch-32 rows/s is "the limit"; batch 16 is the most a closed
+    loop of 16 callers can ever batch);
   * in-process (load_model + threads calling model.predict): batching off (max_batch_size=1) vs on (32),
     p50 with 1 caller and rows/s at 16 and 64 callers;
   * the real server, `openscore serve --model mlp.onnx --max-batch-size 32` vs `--max-batch-size 1` (128 slots
-    both), one row per request over keep-alive connections from wrk (closed loop) at 1, 16 and 64 in flight, as
-    JSON (POST /score {"data": [[...]]}) and as the Open Inference Protocol's binary tensor extension.
+    both, both servers up at once), one row per request over keep-alive connections from wrk (closed loop) at
+    1, 16 and 64 in flight, in three placements on the machine's cores:
+      - shared: nothing pinned, onnxruntime's default threads; JSON (POST /score {"data": [[...]]}) and the Open
+        Inference Protocol's binary tensor extension (V2 binary);
+      - pinned: the whole server (event loop and one onnxruntime thread) on core 0, wrk on core 1 (V2 binary);
+      - device core: the model's dispatcher thread, which runs onnxruntime with one thread, on core 0, the
+        server's event loop and wrk on core 1 (V2 binary): the CPU analogue of an accelerator, whose compute
+        does not compete with the HTTP work; this is how a replica with a few cores to spare runs.
+    Pinned and device-core runs are judged against the limit of one onnxruntime thread on core 0.
+    The 1-in-flight p50s alternate on and off in short rounds (median of the rounds), so drift on a shared
+    machine does not land on one side.
 Targets (issue): with 1 in flight batching adds <= 5 % to p50 vs batching off; at 16+ in flight throughput
 >= 1.5x unbatched and >= 70 % of the in-process batch-32 limit.
 
 Why this model by default: on a 2-core machine the load generator, the HTTP server (one event loop) and
-onnxruntime share the same cores, so every request's HTTP/JSON work (~100-200 us of CPU) is taken from the
-model. The issue's example, a 1024x4 MLP, costs only ~100 us of CPU per row at batch 32, so there the
-server's per-request cost, not batching, bounds rows/s; --width 1024 --layers 4 shows that case.
-Usage: python bench/bench_batching.py [--seconds 3] [--width 1536 --layers 6] [--no-server]  (~2 minutes)
+onnxruntime share the same cores, so every request's HTTP work (~150-250 us of CPU) is taken from the model.
+The issue's example, a 1024x4 MLP, costs only ~100 us of CPU per row at batch 32, so there the server's
+per-request cost, not batching, bounds rows/s; --width 1024 --layers 4 shows that case.
+Usage: python bench/bench_batching.py [--seconds 3] [--width 1536 --layers 6] [--no-server] [--no-pin] (~4 min)
 """
 
 from __future__ import annotations
@@ -152,21 +162,87 @@ def wrk(port: int, lua: Path, path: str, conns: int, seconds: float, pin: list[s
     return r
 
 
+def pin_dispatchers(server: Server, cpu: int) -> int:
+    """Pin the server's model dispatcher threads (OS name osc-batch*, see accelerators.os_threads) to `cpu`."""
+    pinned = 0
+    for pid in subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split():
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith("osc-batch"):
+                os.sched_setaffinity(int(tid), {cpu})
+                pinned += 1
+    if not pinned:
+        raise RuntimeError("no model dispatcher thread found to pin")
+    return pinned
+
+
+def rows_per_s(sess, x: np.ndarray, seconds: float) -> float:
+    return len(x) / statistics.median(timed_loop(lambda: sess.run(None, {"x": x}), seconds))
+
+
 # ------------------------------------------------------------------ main
+class Placement:
+    """Where the server, its dispatcher thread and wrk run, and the limit its figures are judged against."""
+
+    def __init__(self, name: str, title: str, formats: tuple[str, ...], limit: float, ceiling16: float,
+                 server_pin: list[str] | None = None, wrk_pin: list[str] | None = None,
+                 dispatcher_cpu: int | None = None, extra: list[str] | None = None):
+        self.name, self.title, self.formats, self.limit, self.ceiling16 = name, title, formats, limit, ceiling16
+        self.server_pin, self.wrk_pin, self.dispatcher_cpu, self.extra = server_pin, wrk_pin, dispatcher_cpu, extra
+        self.p50: dict = {}  # (fmt, label) -> ms
+        self.rate: dict = {}  # (fmt, label, conns) -> rows/s
+
+
+def measure(pl: Placement, model: str, tmp: Path, body: bytes, s: float, rounds: int) -> None:
+    requests = {"json": (tmp / "post-json.lua", "/score"), "v2": (tmp / "post-v2.lua", "/v2/models/mlp/infer")}
+    servers = {label: Server(model, mbs, tmp, pin=pl.server_pin, extra=pl.extra) for label, mbs in (("off", 1),
+                                                                                                    ("on", 32))}
+    try:
+        for srv in servers.values():
+            srv.wait_ready(body)
+            if pl.dispatcher_cpu is not None:
+                pin_dispatchers(srv, pl.dispatcher_cpu)
+        for fmt in pl.formats:
+            lua, url = requests[fmt]
+            for srv in servers.values():
+                wrk(srv.port, lua, url, 16, min(2.0, s), pl.wrk_pin)  # warm up
+            p50s: dict = {"off": [], "on": []}
+            for _ in range(rounds):  # alternate: drift on a shared machine lands on both sides
+                for label, srv in servers.items():
+                    p50s[label].append(wrk(srv.port, lua, url, 1, 1, pl.wrk_pin)["p50_us"] / 1e3)
+            for label in servers:
+                pl.p50[fmt, label] = statistics.median(p50s[label])
+            for label, srv in servers.items():
+                for conns in (16, 64):
+                    r = wrk(srv.port, lua, url, conns, s, pl.wrk_pin)
+                    if r["errors"]:
+                        print(f"  warning: {pl.name} {fmt} batching {label}, {conns} in flight: {r['errors']} "
+                              "wrk errors")
+                    pl.rate[fmt, label, conns] = r["rps"]
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--width", type=int, default=1536)
     ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds for the 1-in-flight p50s")
     ap.add_argument("--no-server", action="store_true", help="in-process figures only")
     ap.add_argument("--no-pin", dest="pin", action="store_false",
-                    help="skip the pinned run (server on core 0 with 1 onnxruntime thread, wrk on core 1)")
+                    help="skip the pinned and device-core placements")
     args = ap.parse_args()
     s = args.seconds
     tmp = Path(tempfile.mkdtemp(prefix="bench-batching-"))
     path = str(sample_models.save(sample_models.mlp(args.width, args.width, args.layers, 16), tmp / "mlp.onnx"))
     rng = np.random.default_rng(0)
     x1 = rng.standard_normal((1, args.width)).astype(np.float32)
+    x16 = rng.standard_normal((16, args.width)).astype(np.float32)
     x32 = rng.standard_normal((32, args.width)).astype(np.float32)
     print(f"model: MLP {args.width} wide x {args.layers} layers ({args.width * args.width * args.layers / 1e6:.1f} M "
           f"weights), onnxruntime {ort.__version__} CPU, {os.cpu_count()} CPUs; {s:.0f} s per figure")
@@ -174,19 +250,41 @@ def main() -> None:
           f"the same cores; every figure below includes that contention")
 
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    lat1 = timed_loop(lambda: sess.run(None, {"x": x1}), s)
-    lat32 = timed_loop(lambda: sess.run(None, {"x": x32}), s)
-    direct_p50, limit = statistics.median(lat1), 32 / statistics.median(lat32)
+    direct_p50 = statistics.median(timed_loop(lambda: sess.run(None, {"x": x1}), s))
+    batch16, limit = rows_per_s(sess, x16, s), rows_per_s(sess, x32, s)
     del sess
+    can_pin = bool(args.pin and not args.no_server and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+                   and os.path.isdir("/proc/self/task"))
+    limit1 = batch16_1 = 0.0
+    if can_pin:  # one onnxruntime thread on core 0: the limit the pinned placements are judged against
+        mask = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {0})
+        try:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            one = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            batch16_1, limit1 = rows_per_s(one, x16, s), rows_per_s(one, x32, s)
+            del one
+        finally:
+            os.sched_setaffinity(0, mask)
 
     inproc: dict = {}
-    for label, mbs in (("off", 1), ("on", 32)):
-        with load_model(path, "cpu", max_batch_size=mbs, name=f"bench-{label}", metrics=False) as m:
-            inproc[label, 1] = statistics.median(timed_loop(lambda: m.predict(x1), s))
+    models = {label: load_model(path, "cpu", max_batch_size=mbs, name=f"bench-{label}", metrics=False)
+              for label, mbs in (("off", 1), ("on", 32))}
+    try:
+        lat: dict = {"off": [], "on": []}
+        for _ in range(args.rounds):  # alternate, as for the server
+            for label, m in models.items():
+                lat[label] += timed_loop(lambda: m.predict(x1), s / args.rounds)
+        for label, m in models.items():
+            inproc[label, 1] = statistics.median(lat[label])
             for callers in (16, 64):
                 inproc[label, callers] = closed_loop(lambda: m.predict(x1), callers, s)
+    finally:
+        for m in models.values():
+            m.close()
 
-    served: dict = {}
+    placements: list[Placement] = []
     server_note = ""
     if args.no_server:
         server_note = "server: skipped (--no-server)"
@@ -203,103 +301,77 @@ def main() -> None:
         (tmp / "infer.bin").write_bytes(header + x1.tobytes())
         (tmp / "post-v2.lua").write_text(LUA % (tmp / "infer.bin", "application/octet-stream",
                                                 f'wrk.headers["Inference-Header-Content-Length"] = "{len(header)}"'))
-        for label, mbs in (("off", 1), ("on", 32)):
-            srv = Server(path, mbs, tmp)
-            try:
-                srv.wait_ready(body)
-                for fmt, lua, url in (("json", tmp / "post-json.lua", "/score"),
-                                      ("v2", tmp / "post-v2.lua", "/v2/models/mlp/infer")):
-                    wrk(srv.port, lua, url, 16, min(2.0, s))  # warm up
-                    for conns in (1, 16, 64):
-                        r = wrk(srv.port, lua, url, conns, s)
-                        if r["errors"]:
-                            print(f"  warning: server {fmt} batching {label}, {conns} in flight: {r['errors']} "
-                                  "wrk errors")
-                        served[fmt, label, conns] = r
-            finally:
-                srv.stop()
-
-    # ---------------------------------------------- pinned: the server alone on core 0, wrk on core 1
-    # As issue 2's benchmark: the server (event loop and one onnxruntime thread) pinned to one core, judged
-    # against the in-process batch-32 limit of one onnxruntime thread on that same core.
-    pinned: dict = {}
-    limit1 = 0.0
-    if served and args.pin and os.cpu_count() and os.cpu_count() >= 2 and shutil.which("taskset"):
-        mask = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {0})
-        try:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            one = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            limit1 = 32 / statistics.median(timed_loop(lambda: one.run(None, {"x": x32}), s))
-            del one
-        finally:
-            os.sched_setaffinity(0, mask)
-        for label, mbs in (("off", 1), ("on", 32)):
-            srv = Server(path, mbs, tmp, pin=["taskset", "-c", "0"], extra=["--intra-op-threads", "1"])
-            try:
-                srv.wait_ready(body)
-                wrk(srv.port, tmp / "post-v2.lua", "/v2/models/mlp/infer", 16, min(2.0, s), ["taskset", "-c", "1"])
-                for conns in (1, 16, 64):
-                    pinned[label, conns] = wrk(srv.port, tmp / "post-v2.lua", "/v2/models/mlp/infer", conns, s,
-                                               ["taskset", "-c", "1"])
-            finally:
-                srv.stop()
+        placements.append(Placement("shared", "shared: nothing pinned, onnxruntime's default threads",
+                                    ("json", "v2"), limit, batch16))
+        if can_pin:
+            one = ["--intra-op-threads", "1"]
+            placements.append(Placement(
+                "pinned", "pinned: server (event loop + 1 onnxruntime thread) on core 0, wrk on core 1",
+                ("v2",), limit1, batch16_1, ["taskset", "-c", "0"], ["taskset", "-c", "1"], extra=one))
+            placements.append(Placement(
+                "device core", "device core: dispatcher thread (1 onnxruntime thread) on core 0, event loop and "
+                "wrk on core 1", ("v2",), limit1, batch16_1, ["taskset", "-c", "1"], ["taskset", "-c", "1"],
+                dispatcher_cpu=0, extra=one))
+        for pl in placements:
+            measure(pl, path, tmp, body, s, args.rounds)
 
     # ------------------------------------------------------------------ report
     print()
     print(f"direct onnxruntime batch 1 : {1 / direct_p50:8.0f} rows/s  p50 {direct_p50 * 1e3:7.3f} ms")
+    print(f"direct onnxruntime batch 16: {batch16:8.0f} rows/s  ({batch16 / limit * 100:.0f} % of the limit: the "
+          f"most 16 callers in a closed loop can reach)")
     print(f"direct onnxruntime batch 32: {limit:8.0f} rows/s  (the batch-32 limit)")
+    if limit1:
+        print(f"1 thread on core 0: batch 16 {batch16_1:.0f} rows/s ({batch16_1 / limit1 * 100:.0f} %), batch 32 "
+              f"{limit1:.0f} rows/s (the limit of the pinned and device-core placements)")
     print()
-    fmts = ("json", "v2") if served else ()
-    titles = {"json": "server: JSON POST /score", "v2": "server: V2 binary infer"}
-    print(f"{'':22s}{'in-process (threads)':>26s}" + "".join(f"{titles[f]:>28s}" for f in fmts))
-    print(f"{'':22s}" + f"{'batching off':>14s}{'on':>12s}" * (1 + len(fmts)))
-    ip1 = (inproc["off", 1], inproc["on", 1])
-    sv1 = {f: (served[f, "off", 1]["p50_us"] / 1e3, served[f, "on", 1]["p50_us"] / 1e3) for f in fmts}
-    row = f"{'1 in flight, p50 ms':22s}{ip1[0] * 1e3:14.3f}{ip1[1] * 1e3:12.3f}"
-    for f in fmts:
-        row += f"{sv1[f][0]:14.3f}{sv1[f][1]:12.3f}"
-    print(row)
-    for n in (16, 64):
-        row = f"{f'{n} in flight, rows/s':22s}{inproc['off', n]:14.0f}{inproc['on', n]:12.0f}"
-        for f in fmts:
-            row += f"{served[f, 'off', n]['rps']:14.0f}{served[f, 'on', n]['rps']:12.0f}"
-        print(row)
+    titles = {"json": "JSON POST /score", "v2": "V2 binary infer"}
+    columns = [("in-process (threads)", {(lbl, n): v for (lbl, n), v in inproc.items()},
+                {lbl: inproc[lbl, 1] * 1e3 for lbl in ("off", "on")})]
+    for pl in placements:
+        for f in pl.formats:
+            columns.append((f"{pl.name}: {titles[f]}", {(lbl, n): pl.rate[f, lbl, n] for lbl in ("off", "on")
+                                                           for n in (16, 64)},
+                            {lbl: pl.p50[f, lbl] for lbl in ("off", "on")}))
+    for block in range(0, len(columns), 3):
+        cols = columns[block:block + 3]
+        print(f"{'':22s}" + "".join(f"{c[0]:>30s}" for c in cols))
+        print(f"{'':22s}" + f"{'batching off':>18s}{'on':>12s}" * len(cols))
+        print(f"{'1 in flight, p50 ms':22s}" + "".join(f"{c[2]['off']:18.3f}{c[2]['on']:12.3f}" for c in cols))
+        for n in (16, 64):
+            print(f"{f'{n} in flight, rows/s':22s}" + "".join(f"{c[1]['off', n]:18.0f}{c[1]['on', n]:12.0f}"
+                                                              for c in cols))
+        print()
     if server_note:
         print(server_note)
+    for pl in placements[1:]:
+        print(pl.title)
 
     print()
-    print("targets: 1 in flight p50 +<= 5 %; 16/64 in flight >= 1.5x unbatched and >= 70 % of the batch-32 limit")
+    print("targets: 1 in flight p50 +<= 5 %; 16/64 in flight >= 1.5x unbatched and >= 70 % of the batch-32 limit "
+          "(in brackets: share of the batch-16 rate, the most a closed loop of 16 can reach)")
     verdicts = []
 
-    def judge(where: str, p_off: float, p_on: float, rate: dict) -> None:
-        over = (p_on / p_off - 1) * 100
+    def judge(where: str, p50: dict, rate: dict, lim: float, ceiling16: float) -> None:
+        over = (p50["on"] / p50["off"] - 1) * 100
         ok = over <= 5
         verdicts.append(ok)
-        print(f"{where:11s} 1 in flight: p50 {over:+5.1f} % with batching        -> {'met' if ok else 'NOT met'}")
+        print(f"{where:23s}  1 in flight: p50 {over:+5.1f} % with batching         -> {'met' if ok else 'NOT met'}")
         for n in (16, 64):
-            x, pct = rate["on", n] / rate["off", n], rate["on", n] / limit * 100
+            x, pct = rate["on", n] / rate["off", n], rate["on", n] / lim * 100
             ok = x >= 1.5 and pct >= 70
             verdicts.append(ok)
-            print(f"{where:11s} {n:2d} in flight: {x:4.2f}x unbatched, {pct:3.0f} % of the limit -> "
+            extra = f" [{rate['on', n] / ceiling16 * 100:3.0f} %]" if n == 16 else " " * 8
+            print(f"{where:23s} {n:2d} in flight: {x:4.2f}x unbatched, {pct:3.0f} % of the limit{extra} -> "
                   f"{'met' if ok else 'NOT met'}")
-    judge("in-process", *ip1, inproc)
-    for f in fmts:
-        judge(f"server {f}", *sv1[f], {(lbl, n): v["rps"] for (fm, lbl, n), v in served.items() if fm == f})
-    if pinned:
-        limit = limit1  # judge() reads it: the pinned server against the same core's own limit
-        print()
-        print(f"pinned: server (event loop + 1 onnxruntime thread) on core 0, wrk on core 1, V2 binary infer; "
-              f"in-process batch-32 limit with 1 thread on core 0: {limit1:.0f} rows/s")
-        p1 = (pinned["off", 1]["p50_us"] / 1e3, pinned["on", 1]["p50_us"] / 1e3)
-        print(f"{'':22s}{'batching off':>14s}{'on':>12s}")
-        print(f"{'1 in flight, p50 ms':22s}{p1[0]:14.3f}{p1[1]:12.3f}")
-        for n in (16, 64):
-            print(f"{f'{n} in flight, rows/s':22s}{pinned['off', n]['rps']:14.0f}{pinned['on', n]['rps']:12.0f}")
-        judge("pinned v2", *p1, {k: v["rps"] for k, v in pinned.items()})
+    judge("in-process", columns[0][2], columns[0][1], limit, batch16)
+    k = 1
+    for pl in placements:
+        for f in pl.formats:
+            judge(f"{pl.name} {f}", columns[k][2], columns[k][1], pl.limit, pl.ceiling16)
+            k += 1
     print(f"overall: {'all targets met' if all(verdicts) else 'some targets NOT met'} in this run "
-          f"({os.cpu_count()} CPUs shared by load generator, server and onnxruntime)")
+          f"({os.cpu_count()} CPUs)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
