@@ -90,7 +90,7 @@ class V2Routes:
         app = self.app
         if not app.draining and app.scorer.init_state.ready and app.table.all_ready():
             return _json(b'{"ready":true}')
-        return _json(orjson.dumps({"ready": False, "error": app._not_ready_reason()}), 503)
+        return _json(orjson.dumps({"ready": False, "error": app.not_ready_reason()}), 503)
 
     async def _not_found(self, request: BaseRequest) -> web.StreamResponse:
         return v2_error(404, f"no Open Inference Protocol route {request.method} {request.path}")
@@ -99,7 +99,7 @@ class V2Routes:
     def _lookup(self, name: str, version: str | None) -> tuple[Model | None, web.Response | None]:
         app = self.app
         if not app.scorer.init_state.ready or app.scorer.script is None:
-            return None, v2_error(503, f"model {name!r} is not ready: {app._not_ready_reason()}", 5)
+            return None, v2_error(503, f"model {name!r} is not ready: {app.not_ready_reason()}", 5)
         model = getattr(app.scorer.script.module, "v2_model", None)
         if not isinstance(model, Model):
             return None, v2_error(404, f"model {name!r} not found: this server serves an entry script; serve a "
@@ -128,7 +128,7 @@ class V2Routes:
 
     async def _infer(self, request: BaseRequest, *, name: str, version: str | None) -> web.StreamResponse:
         """Infer, answered (errors too) with the same request-id headers as /score (spec 1.8)."""
-        ids, rid, too_long = self.app._request_ids(request)
+        ids, rid, too_long = self.app.request_ids(request)
         if ids is None:
             return v2_error(431, too_long or "request id too long")
         current_request_id.set(rid)
@@ -140,7 +140,7 @@ class V2Routes:
         model, err = self._lookup(name, version)
         if model is None:
             return err  # type: ignore[return-value]
-        got = await self.app._read_body(request)
+        got = await self.app.read_body(request)
         if isinstance(got, web.StreamResponse):
             return got
         try:

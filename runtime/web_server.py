@@ -158,7 +158,7 @@ class WorkerHttpApp:
                     resp.headers["Access-Control-Allow-Headers"] = req_headers
 
     # ---------------------------------------------------------------- request ids (spec 1.8)
-    def _request_ids(self, request: BaseRequest) -> tuple[CIMultiDict[str] | None, str, str | None]:
+    def request_ids(self, request: BaseRequest) -> tuple[CIMultiDict[str] | None, str, str | None]:
         """Response id headers and the request id, or (None, "", error) for an over-long id (431)."""
         h = request.headers
         for name in ID_HEADERS:
@@ -184,9 +184,10 @@ class WorkerHttpApp:
     async def _azure_health(self, request: BaseRequest) -> web.StreamResponse:
         if self.scorer.init_state.ready and not self.draining:
             return web.Response(status=200, text="Healthy", content_type="text/html")
-        return web.Response(status=503, text="Unhealthy: " + self._not_ready_reason(), content_type="text/html")
+        return web.Response(status=503, text="Unhealthy: " + self.not_ready_reason(), content_type="text/html")
 
-    def _not_ready_reason(self) -> str:
+    def not_ready_reason(self) -> str:
+        """Why the worker does not take requests (for 503 bodies)."""
         if self.draining:
             return "the server is shutting down"
         if self.scorer.init_state.failed:
@@ -201,7 +202,7 @@ class WorkerHttpApp:
     async def _readyz(self, request: BaseRequest) -> web.StreamResponse:
         if not self.draining and self.scorer.init_state.ready and self.table.all_ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready", "reason": self._not_ready_reason()}, status=503)
+        return web.json_response({"status": "not ready", "reason": self.not_ready_reason()}, status=503)
 
     async def _slots(self, request: BaseRequest) -> web.StreamResponse:
         o = self.table.occupancy()
@@ -214,7 +215,7 @@ class WorkerHttpApp:
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _swagger(self, request: BaseRequest) -> web.StreamResponse:
-        ids, _, err = self._request_ids(request)
+        ids, _, err = self.request_ids(request)
         if ids is None:
             return _json_response(431, err or "")
         try:
@@ -228,13 +229,13 @@ class WorkerHttpApp:
         return web.Response(body=body, headers=ids)
 
     async def _score(self, request: BaseRequest) -> web.StreamResponse:
-        ids, request_id, err = self._request_ids(request)
+        ids, request_id, err = self.request_ids(request)
         if ids is None:
             return _json_response(431, err or "")
         current_request_id.set(request_id)
         body = b""
         if request.method == "POST":
-            got = await self._read_body(request)
+            got = await self.read_body(request)
             if isinstance(got, web.StreamResponse):
                 return got
             body = got
@@ -276,7 +277,9 @@ class WorkerHttpApp:
         headers["x-openscore-queue-wait-ms"] = f"{result.queue_wait_ms:.3f}"
         return web.Response(status=result.status, body=result.body, headers=headers)
 
-    async def _read_body(self, request: BaseRequest) -> bytes | web.StreamResponse:
+    async def read_body(self, request: BaseRequest) -> bytes | web.StreamResponse:
+        """The request body, or the error response to send instead: 413 over --max-body-bytes, 408 when the
+        client is slower than the body read timeout."""
         limit = self.settings.max_body_bytes
         too_large = (f"The request body is larger than the limit of {limit} bytes "
                      "(--max-body-bytes / OPENSCORE_MAX_BODY_BYTES).")
@@ -286,6 +289,8 @@ class WorkerHttpApp:
             resp.force_close()
             return resp
         try:
+            if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
+                return await request.read()
             async with asyncio.timeout(self.settings.body_read_timeout_s):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
