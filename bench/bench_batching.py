@@ -17,6 +17,8 @@ Prints, side by side in one run, for one MLP (default 1536 wide, 6 layers, 16 cl
     Pinned and device-core runs are judged against the limit of one onnxruntime thread on core 0.
     The 1-in-flight p50s alternate on and off in short rounds (median of the rounds), so drift on a shared
     machine does not land on one side.
+  * CPU per request at 64 in flight (the server's threads, its dispatcher thread, wrk) and the rows/s the cores
+    allow from it: where the HTTP work shares a core with onnxruntime, that bound, not batching, caps rows/s.
 Targets (issue): with 1 in flight batching adds <= 5 % to p50 vs batching off; at 16+ in flight throughput
 >= 1.5x unbatched and >= 70 % of the in-process batch-32 limit.
 
@@ -33,6 +35,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -179,6 +182,26 @@ def pin_dispatchers(server: Server, cpu: int) -> int:
     return pinned
 
 
+def server_cpu_s(server: Server) -> tuple[float, float]:
+    """CPU seconds used so far by the server's processes, and by its model dispatcher threads among them."""
+    tick, total, dispatch = os.sysconf("SC_CLK_TCK"), 0, 0
+    for pid in subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            total += sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]))
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                if Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith("osc-batch"):
+                    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                    dispatch += sum(map(int, stat.rsplit(")", 1)[1].split()[11:13]))
+        except OSError:
+            continue
+    return total / tick, dispatch / tick
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def rows_per_s(sess, x: np.ndarray, seconds: float) -> float:
     return len(x) / statistics.median(timed_loop(lambda: sess.run(None, {"x": x}), seconds))
 
@@ -194,6 +217,16 @@ class Placement:
         self.server_pin, self.wrk_pin, self.dispatcher_cpu, self.extra = server_pin, wrk_pin, dispatcher_cpu, extra
         self.p50: dict = {}  # (fmt, label) -> ms
         self.rate: dict = {}  # (fmt, label, conns) -> rows/s
+        self.cpu: dict = {}  # fmt -> CPU µs per request at 64 in flight, batching on: server, dispatcher, wrk
+
+    def bound(self, fmt: str) -> float:
+        """Rows/s the cores allow at 64 in flight, from the CPU each request took where it ran."""
+        server, dispatch, load = (v / 1e6 for v in self.cpu[fmt])
+        if self.dispatcher_cpu is not None:  # dispatcher alone on one core; the rest of the server with wrk
+            return min(1 / dispatch, 1 / (server - dispatch + load))
+        if self.server_pin:  # the server on one core, wrk on the other
+            return min(1 / server, 1 / load)
+        return (os.cpu_count() or 1) / (server + load)
 
 
 def measure(pl: Placement, model: str, tmp: Path, body: bytes, s: float, rounds: int) -> None:
@@ -217,7 +250,12 @@ def measure(pl: Placement, model: str, tmp: Path, body: bytes, s: float, rounds:
                 pl.p50[fmt, label] = statistics.median(p50s[label])
             for label, srv in servers.items():
                 for conns in (16, 64):
+                    before, load0 = server_cpu_s(srv), children_cpu_s()
                     r = wrk(srv.port, lua, url, conns, s, pl.wrk_pin)
+                    after, load1 = server_cpu_s(srv), children_cpu_s()
+                    if label == "on" and conns == 64:
+                        pl.cpu[fmt] = tuple((b - a) / r["requests"] * 1e6 for a, b in
+                                            ((before[0], after[0]), (before[1], after[1]), (load0, load1)))
                     if r["errors"]:
                         print(f"  warning: {pl.name} {fmt} batching {label}, {conns} in flight: {r['errors']} "
                               "wrk errors")
@@ -347,6 +385,19 @@ def main() -> None:
     for pl in placements[1:]:
         print(pl.title)
 
+    if placements:
+        print("CPU per request at 64 in flight, batching on (server: all its threads; dispatcher: the thread that "
+              "runs onnxruntime and the batches), and what the cores allow from it:")
+        for pl in placements:
+            per_row = (os.cpu_count() or 1) / pl.limit if pl.dispatcher_cpu is None and not pl.server_pin \
+                else 1 / pl.limit
+            for f in pl.formats:
+                server, dispatch, load = pl.cpu[f]
+                bound = pl.bound(f)
+                print(f"  {pl.name} {f}: server {server:4.0f} us (dispatcher {dispatch:4.0f}), wrk {load:3.0f} us; "
+                      f"the model alone needs {per_row * 1e6:3.0f} us per row at its limit -> at most "
+                      f"{bound:5.0f} rows/s = {bound / pl.limit * 100:3.0f} % of the limit (measured "
+                      f"{pl.rate[f, 'on', 64] / pl.limit * 100:3.0f} %)")
     print()
     print("targets: 1 in flight p50 +<= 5 %; 16/64 in flight >= 1.5x unbatched and >= 70 % of the batch-32 limit "
           "(in brackets: share of the batch-16 rate, the most a closed loop of 16 can reach)")
