@@ -236,32 +236,14 @@ def test_answered_callers_are_regrouped_with_the_queue(monkeypatch):
     b.close()
 
 
-def test_regrouping_waits_for_nothing_when_the_queue_is_full(monkeypatch):
+@pytest.mark.parametrize("max_batch_size", [2, 8], ids=["queue full", "queue holds as many as answered"])
+def test_regrouping_waits_for_nothing_when_the_queue_already_holds_a_batch(monkeypatch, max_batch_size):
+    """Requests that queued during a call are as many as it answered (steady open-loop load, or a full queue):
+    the next call starts at once with them, where a regrouping wait would only add latency (here 30 s)."""
     import accelerators.batcher as batcher_module
     monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)
     w = StepWorker()
-    b = DynamicBatcher([w], BatcherOptions(max_batch_size=2, max_regroup_delay_s=30.0))
-    first = b.submit(-1)
-    assert w.started.acquire(timeout=10)
-    pair = [b.submit(0), b.submit(1)]
-    w.step()
-    assert w.started.acquire(timeout=10)  # [0, 1]
-    full = [b.submit(2), b.submit(3)]  # max_batch_size requests queued: no wait for an echo
-    w.step()
-    assert w.started.acquire(timeout=10)
-    assert w.batches == [[-1], [0, 1], [2, 3]]
-    w.step()
-    assert [f.result(10) for f in [first, *pair, *full]] == [("done", i) for i in (-1, 0, 1, 2, 3)]
-    b.close()
-
-
-def test_no_regrouping_when_the_queue_already_holds_as_many_as_were_answered(monkeypatch):
-    """Open-loop load: requests that queued during a call are as many as it answered, so the next call starts
-    at once with them (a regrouping wait would only add latency); here the wait would be 30 s."""
-    import accelerators.batcher as batcher_module
-    monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)
-    w = StepWorker()
-    b = DynamicBatcher([w], BatcherOptions(max_batch_size=8, max_regroup_delay_s=30.0))
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=max_batch_size, max_regroup_delay_s=30.0))
     first = b.submit(-1)
     assert w.started.acquire(timeout=10)
     pair = [b.submit(0), b.submit(1)]
