@@ -98,16 +98,27 @@ def answer(pool: proxy.UpstreamPool, address: str, body=b"{}", headers=None):
     return pool.send("POST", address, "/score", headers or [("Content-Type", "application/json")], body)
 
 
+def with_pool(factory, behave, check) -> None:
+    """Run `check(server, address, pool)` against a scripted server; both are closed after, pass or fail."""
+    async def main():
+        srv = Server(behave)
+        addr = await srv.start()
+        pool = proxy.UpstreamPool()
+        try:
+            await check(srv, addr, pool)
+        finally:
+            await pool.close()
+            await srv.stop()
+    run(factory, main())
+
+
 @pytest.fixture(params=sorted(LOOPS))
 def loop_factory(request):
     return LOOPS[request.param]
 
 
 def test_keep_alive_reuse_and_headers(loop_factory):
-    async def main():
-        srv = Server(echo)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         for i in range(5):
             up = await answer(pool, addr, b'{"i": %d}' % i, [("X-Thing", "v"), ("Content-Type", "application/json")])
             assert up.status == 200 and up.conn is None  # read whole, connection back in the pool
@@ -118,9 +129,7 @@ def test_keep_alive_reuse_and_headers(loop_factory):
             assert "x-openscore-slots-busy" not in names and "server" not in names
             assert "content-length" not in names and "content-type" in names  # the router frames it itself
         assert srv.connections == 1 and pool.connections_opened == 1
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, echo, check)
 
 
 def test_stale_reused_connection_is_retried_on_a_fresh_one(loop_factory):
@@ -131,33 +140,23 @@ def test_stale_reused_connection_is_retried_on_a_fresh_one(loop_factory):
             return False  # close without answering the second request on the first connection
         return await echo(index, n, req, writer)
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         assert (await answer(pool, addr)).status == 200
         up = await answer(pool, addr, b'{"again": 1}')
         assert up.status == 200 and json.loads(up.body)["conn"] == 1
         assert srv.connections == 2 and [r[:2] for r in srv.requests] == [(0, 0), (0, 1), (1, 0)]
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
 
 
 def test_fresh_connection_closed_without_answer_is_not_retried(loop_factory):
     async def behave(index, n, req, writer):
         return False
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         with pytest.raises(proxy.UpstreamDisconnected):
             await answer(pool, addr)
         assert srv.connections == 1 and len(srv.requests) == 1  # sent once: it may have run
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
 
 
 def test_reused_connection_lost_after_a_response_byte_is_not_retried(loop_factory):
@@ -168,17 +167,12 @@ def test_reused_connection_lost_after_a_response_byte_is_not_retried(loop_factor
             return False
         return await echo(index, n, req, writer)
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         assert (await answer(pool, addr)).status == 200
         with pytest.raises(proxy.UpstreamDisconnected):
             await answer(pool, addr)
         assert srv.connections == 1 and len(srv.requests) == 2
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
 
 
 def test_idle_connection_closed_by_the_replica_is_not_reused(loop_factory):
@@ -186,18 +180,13 @@ def test_idle_connection_closed_by_the_replica_is_not_reused(loop_factory):
         await echo(index, n, req, writer)
         return False  # keep-alive promised, then closed while idle
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         assert (await answer(pool, addr)).status == 200
         await asyncio.sleep(0.1)  # the FIN arrives while the connection is idle in the pool
         up = await answer(pool, addr)
         assert up.status == 200 and json.loads(up.body)["conn"] == 1
         assert len(srv.requests) == 2  # nothing was sent on the closed connection
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
 
 
 def test_connect_failure_is_connect_failed(loop_factory):
@@ -244,10 +233,7 @@ def test_streamed_bodies_both_ways(loop_factory):
         await writer.drain()
         return True
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         body = proxy.LimitedStream(Chunks([b"a" * 300_000] * 4), 10 ** 7)  # unknown length: chunked
         up = await answer(pool, addr, body)
         assert json.loads(up.body) == {"len": 1_200_000, "te": "chunked", "cl": None}
@@ -263,37 +249,25 @@ def test_streamed_bodies_both_ways(loop_factory):
         assert b"".join(got) == big
         assert (await answer(pool, addr)).status == 200
         assert srv.connections == 1
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
 
 
 def test_streamed_body_over_the_limit(loop_factory):
-    async def main():
-        srv = Server(echo)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         body = proxy.LimitedStream(Chunks([b"a" * 1000] * 5), 3000)
         with pytest.raises(proxy.PayloadTooLarge):
             await answer(pool, addr, body)
         assert body.exceeded
         assert (await answer(pool, addr)).status == 200  # a fresh connection for the next one
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, echo, check)
 
 
 def test_line_breaks_in_headers_are_refused(loop_factory):
-    async def main():
-        srv = Server(echo)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         with pytest.raises(proxy.UpstreamFailed):
             await answer(pool, addr, b"{}", [("X-A", "v\r\nX-Injected: 1")])
         assert srv.requests == []
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, echo, check)
 
 
 def test_cancelled_exchange_closes_the_connection(loop_factory):
@@ -302,15 +276,10 @@ def test_cancelled_exchange_closes_the_connection(loop_factory):
             await asyncio.sleep(5)
         return await echo(index, n, req, writer)
 
-    async def main():
-        srv = Server(behave)
-        addr = await srv.start()
-        pool = proxy.UpstreamPool()
+    async def check(srv, addr, pool):
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await answer(pool, addr)
         up = await answer(pool, addr)  # never the half-used connection
         assert up.status == 200 and json.loads(up.body)["conn"] == 1
-        await pool.close()
-        await srv.stop()
-    run(loop_factory, main())
+    with_pool(loop_factory, behave, check)
