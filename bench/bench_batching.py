@@ -165,35 +165,46 @@ def wrk(port: int, lua: Path, path: str, conns: int, seconds: float, pin: list[s
     return r
 
 
-def pin_dispatchers(server: Server, cpu: int) -> int:
-    """Pin the server's model dispatcher threads (OS name osc-batch*, see accelerators.os_threads) to `cpu`."""
-    pinned = 0
-    for pid in subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split():
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            except OSError:
-                continue
-            if comm.startswith("osc-batch"):
-                os.sched_setaffinity(int(tid), {cpu})
-                pinned += 1
-    if not pinned:
+def _cpu_ticks(stat_path: str) -> int:
+    """utime + stime from a /proc .../stat file (a process's counts all its threads)."""
+    return sum(map(int, Path(stat_path).read_text().rsplit(")", 1)[1].split()[11:13]))
+
+
+def server_pids(server: Server) -> list[str]:
+    return subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+
+
+def dispatcher_tasks(pid: str) -> list[str]:
+    """/proc task folders of a process's model dispatcher threads (OS name osc-batch*: accelerators.os_threads)."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith("osc-batch"):
+                found.append(f"/proc/{pid}/task/{tid}")
+        except OSError:
+            continue
+    return found
+
+
+def pin_dispatchers(server: Server, cpu: int) -> None:
+    """Pin the server's model dispatcher threads to `cpu`."""
+    tasks = [t for pid in server_pids(server) for t in dispatcher_tasks(pid)]
+    if not tasks:
         raise RuntimeError("no model dispatcher thread found to pin")
-    return pinned
+    for task in tasks:
+        os.sched_setaffinity(int(Path(task).name), {cpu})
 
 
 def server_cpu_s(server: Server) -> tuple[float, float]:
     """CPU seconds used so far by the server's processes, and by its model dispatcher threads among them."""
-    tick, total, dispatch = os.sysconf("SC_CLK_TCK"), 0, 0
-    for pid in subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split():
+    total = dispatch = 0
+    for pid in server_pids(server):
         try:
-            total += sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]))
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                if Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith("osc-batch"):
-                    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-                    dispatch += sum(map(int, stat.rsplit(")", 1)[1].split()[11:13]))
+            total += _cpu_ticks(f"/proc/{pid}/stat")
+            dispatch += sum(_cpu_ticks(f"{task}/stat") for task in dispatcher_tasks(pid))
         except OSError:
             continue
+    tick = os.sysconf("SC_CLK_TCK")
     return total / tick, dispatch / tick
 
 
