@@ -1,6 +1,7 @@
-"""openscore accelerators: CPU, CUDA and OpenCL/FPGA backends behind a dynamic batcher.
+"""openscore.accelerators: CPU, CUDA and OpenCL/FPGA backends behind a dynamic batcher, and `load_model`.
+May import `openscore` (shared pieces) only: the runtime, router and entry scripts build on it, not it on them.
 
-    from accelerators import load_model
+    from openscore.accelerators import load_model
     model = load_model("model.onnx", device="auto", max_batch_size=32)
     outputs = model.predict({"x": x})          # from run() threads
     outputs = await model.predict_async(x)     # from coroutines

@@ -1,6 +1,6 @@
 """`openscore devices`: what this machine offers (CPU, CUDA devices, OpenCL platforms and devices).
 
-The lead's CLI registers it with `add_devices_command(subparsers)`; the handler is stored as `func`.
+Registered on the `openscore` command through the `openscore.commands` entry point.
 """
 
 from __future__ import annotations
@@ -39,14 +39,3 @@ def add_devices_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_devices)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m accelerators")
-    add_devices_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -257,7 +257,7 @@ def build_program(ctx, dev, device_name: str, kernel_binary: str | None = None, 
         if not dev.compiler_available:
             raise UnsupportedModelError(
                 f"OpenCL device {device_name} cannot compile kernels at run time (usual on FPGA boards); pass "
-                f"backend_options={{'kernel_binary': path}} built offline from accelerators.opencl_kernels")
+                f"backend_options={{'kernel_binary': path}} built offline from openscore.accelerators.opencl_kernels")
         program = cl.Program(ctx, KERNEL_SOURCE).build(options=build_options)
     have = set(program.get_info(cl.program_info.KERNEL_NAMES).split(";"))
     missing = [k for k in KERNEL_NAMES if k not in have]

@@ -51,8 +51,7 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from accelerators import load_model, sample_models  # noqa: E402
+from openscore.accelerators import load_model, sample_models  # noqa: E402
 
 LUA = """wrk.method = "POST"
 local f = io.open("%s", "rb")
@@ -114,11 +113,10 @@ class Server:
                  extra: list[str] | None = None):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENSCORE_", "AZUREML_", "AML_"))}
-        env["PYTHONPATH"] = str(ROOT)
         self.log = logdir / f"serve-mbs{max_batch_size}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [*(pin or []), sys.executable, "-m", "runtime", "serve", "--model", model, "--max-batch-size", str(max_batch_size),
+                [*(pin or []), sys.executable, "-m", "openscore", "serve", "--model", model, "--max-batch-size", str(max_batch_size),
                  # the same slots on and off, so 64 in flight never overflows the queue when batching is off
                  "--max-concurrent-requests", "128",
                  "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", *(extra or [])],

@@ -1,6 +1,6 @@
 """OpenCL backend (PoCL's CPU device in CI) vs onnxruntime CPU on the same models, as a ratio.
 
-Models: the 1024-wide MLP (4 layers) and the small CNN from accelerators.sample_models, batch 1 and 32.
+Models: the 1024-wide MLP (4 layers) and the small CNN from openscore.accelerators.sample_models, batch 1 and 32.
 Usage: python bench/bench_opencl.py [--seconds 1.5] [--device opencl:0:0]   (about 30 s on 2 cores)
 """
 
@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from accelerators import sample_models  # noqa: E402
-from accelerators.cpu_backend import CpuBackend  # noqa: E402
-from accelerators.devices import resolve_device  # noqa: E402
-from accelerators.opencl_backend import OpenCLBackend  # noqa: E402
+from openscore.accelerators import sample_models  # noqa: E402
+from openscore.accelerators.cpu_backend import CpuBackend  # noqa: E402
+from openscore.accelerators.devices import resolve_device  # noqa: E402
+from openscore.accelerators.opencl_backend import OpenCLBackend  # noqa: E402
 
 
 def p50(fn, seconds: float) -> float:

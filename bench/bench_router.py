@@ -120,9 +120,9 @@ def main() -> int:
                                     "refreshPeriodInSeconds": 1}}}}
     (tmp / "services.json").write_text(json.dumps(cfg))
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     log = open(tmp / "router.log", "wb")
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "router", "--workspace", str(tmp / "ws"),
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "openscore", "router", "--workspace", str(tmp / "ws"),
                              "--config", str(tmp / "services.json"), "--port", str(port), "--admin-key", ADMIN],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     results: dict = {}

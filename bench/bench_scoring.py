@@ -96,7 +96,6 @@ class Server:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("OPENSCORE_", "AZUREML_", "AML_")) and k not in (
                    "WORKER_COUNT", "SCORING_TIMEOUT_MS", "SERVICE_NAME", "SERVICE_VERSION", "SERVICE_PATH_PREFIX")}
-        env["PYTHONPATH"] = str(ROOT)
         with open(self.logpath, "wb") as log:
             # own session: Ctrl-C in the terminal does not reach it, and the whole group can be killed
             self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *self.argv], cwd=ROOT, env=env,
@@ -280,7 +279,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     servers = {
-        "openscore": Server("openscore", [PY, "-m", "runtime", "serve", "--entry-script",
+        "openscore": Server("openscore", [PY, "-m", "openscore", "serve", "--entry-script",
                                           str(HERE / "trivial_score.py"), "--port", "{port}",
                                           "--host", "127.0.0.1", "--workers", "1"], tmp),
         "bare": Server("bare", [PY, str(HERE / "bare_aiohttp.py"), "{port}"], tmp),

@@ -78,7 +78,7 @@ def wrk(url: str, lua: str, conns: int, seconds: float) -> dict:
 
 
 def measure(name: str, argv: list[str], url: str, ready: str, lua: str, seconds: float) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.Popen(["taskset", "-c", "0", *argv], env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -122,7 +122,7 @@ def main() -> None:
           f"wrk on core 1")
     for name, extra in (("openscore --model", []), ("openscore --no-access-log", ["--no-access-log"])):
         port = free_port()
-        measure(name, [py, "-m", "runtime", "serve", "--model", str(model), "--host", "127.0.0.1", "--port",
+        measure(name, [py, "-m", "openscore", "serve", "--model", str(model), "--host", "127.0.0.1", "--port",
                        str(port), *extra], f"http://127.0.0.1:{port}/v2/models/add1/infer",
                 f"http://127.0.0.1:{port}/v2/health/ready", str(lua), args.seconds)
     port = free_port()

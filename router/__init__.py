@@ -1,1 +1,3 @@
-"""openscore's router: the front end for many services (Azure azureml-fe's counterpart)."""
+"""openscore.router: the front end for many services (azureml-fe's counterpart): routing, auth, rollout, scaling.
+May import `openscore` (shared pieces) only: replicas are `openscore serve` processes, never imported code.
+"""

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import jwt
 
-from router.state import SigningKey
+from openscore.router.state import SigningKey
 
 ISSUER = "openscore-router"
 ALGORITHM = "HS256"

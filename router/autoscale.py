@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import math
 
-from router.config import AutoscaleSpec
+from openscore.router.config import AutoscaleSpec
 
 
 class Autoscaler:

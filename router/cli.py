@@ -63,8 +63,10 @@ def run_router_command(args: argparse.Namespace) -> int:
         print(f"openscore router: error: {e.name} is missing; install the router extra: "
               "pip install 'openscore[router]'", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s")
+    from openscore.log_lines import UtcFormatter
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UtcFormatter())  # UTC like the replicas' lines, so the two logs line up
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         import uvloop
         uvloop.install()
@@ -82,7 +84,7 @@ class _ConfigFailure(Exception):
 
 
 def _print_sizing(args: argparse.Namespace) -> int:
-    from router.config import replicas_for
+    from openscore.router.config import replicas_for
     if args.request_seconds is None:
         print("openscore router: error: --size-for-rps needs --request-seconds", file=sys.stderr)
         return EXIT_CONFIG
@@ -124,13 +126,13 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from router.auth import AdminAuth, TokenAuthority
-    from router.config import ConfigError, load_services_file
-    from router.core import Router
-    from router.frontend import Frontend
-    from router.local_target import LocalProcessTarget
-    from router.server import make_server
-    from router.state import FileStateStore
+    from openscore.router.auth import AdminAuth, TokenAuthority
+    from openscore.router.config import ConfigError, load_services_file
+    from openscore.router.core import Router
+    from openscore.router.frontend import Frontend
+    from openscore.router.local_target import LocalProcessTarget
+    from openscore.router.server import make_server
+    from openscore.router.state import FileStateStore
 
     workspace = Path(args.workspace).resolve()
     store = FileStateStore(workspace)
@@ -184,11 +186,3 @@ async def _serve(args: argparse.Namespace) -> int:
         await front.close()
     del web
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_router_command(sub)
-    args = parser.parse_args(["router", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))

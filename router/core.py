@@ -14,13 +14,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from router.auth import ServiceAuth, TokenAuthority
-from router.autoscale import Autoscaler
-from router.balancer import BackendState, SlotPool, TrafficSplitter
-from router.config import ServiceSpec, VersionSpec
-from router.metrics import RouterMetrics
-from router.state import DesiredState, StateStore
-from router.targets import ComputeTarget, ReplicaInfo, VersionKey
+from openscore.router.auth import ServiceAuth, TokenAuthority
+from openscore.router.autoscale import Autoscaler
+from openscore.router.balancer import BackendState, SlotPool, TrafficSplitter
+from openscore.router.config import ServiceSpec, VersionSpec
+from openscore.router.metrics import RouterMetrics
+from openscore.router.state import DesiredState, StateStore
+from openscore.router.targets import ComputeTarget, ReplicaInfo, VersionKey
 
 log = logging.getLogger("openscore.router")
 

@@ -22,14 +22,14 @@ from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from router import proxy
-from router.auth import AdminAuth, AuthError
-from router.balancer import Lease, Rejected
-from router.config import ConfigError
-from router.core import Router, ServiceRuntime, VersionRuntime
-from router.metrics import VersionMetrics
-from router.state import NotFound
-from runtime.logs import BatchedLineWriter
+from openscore.router import proxy
+from openscore.router.auth import AdminAuth, AuthError
+from openscore.router.balancer import Lease, Rejected
+from openscore.router.config import ConfigError
+from openscore.router.core import Router, ServiceRuntime, VersionRuntime
+from openscore.router.metrics import VersionMetrics
+from openscore.router.state import NotFound
+from openscore.log_lines import BatchedLineWriter
 
 log = logging.getLogger("openscore.router")
 access_log = logging.getLogger("openscore.router.access")
@@ -104,7 +104,7 @@ class AccessLog:
         if self._out is None:
             access_log.info(self.TEXT, *args)
             return
-        line = f"{self._out.timestamp(time.time(), utc=False)}{self._prefix}{self.TEXT % args}\n"
+        line = f"{self._out.timestamp(time.time())}{self._prefix}{self.TEXT % args}\n"
         self._out.write(line.encode("utf-8", "backslashreplace"))
 
     def flush(self) -> None:

@@ -1,4 +1,4 @@
-"""The embedded compute target: replicas are `python -m runtime serve` processes on loopback ports.
+"""The embedded compute target: replicas are `python -m openscore serve` processes on loopback ports.
 
 Each replica instance has its own supervising task: spawn on a free port, probe `GET /slots` until ready
 (and keep probing, so a replica that turns unready leaves routing), and on an unexpected exit report it
@@ -23,12 +23,11 @@ from typing import IO
 
 import aiohttp
 
-from router.config import VersionSpec
-from router.targets import (CRASHED, READY, STARTING, STOPPING, UNREADY, ChangeCallback, ComputeTarget,
+from openscore.router.config import VersionSpec
+from openscore.router.targets import (CRASHED, READY, STARTING, STOPPING, UNREADY, ChangeCallback, ComputeTarget,
                             ReplicaInfo, VersionKey)
 
 log = logging.getLogger("openscore.router.target")
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 _STRIP_ENV = ("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_", "PROMETHEUS_MULTIPROC")
 
 
@@ -193,7 +192,7 @@ class LocalProcessTarget(ComputeTarget):
 
     # ------------------------------------------------------------------ one replica instance
     def _command(self, spec: VersionSpec, port: int) -> list[str]:
-        return [self.python, "-m", "runtime", "serve", "--entry-script", spec.entry_script,
+        return [self.python, "-m", "openscore", "serve", "--entry-script", spec.entry_script,
                 "--app-root", spec.app_root, "--model-dir", spec.model_dir, "--host", "127.0.0.1",
                 "--port", str(port), "--max-concurrent-requests", str(spec.slots_per_replica),
                 "--workers", str(spec.workers), "--scoring-timeout-ms", str(spec.scoring_timeout_ms),
@@ -201,7 +200,6 @@ class LocalProcessTarget(ComputeTarget):
 
     def _environment(self, v: _Version) -> dict[str, str]:
         env = {k: val for k, val in os.environ.items() if not k.startswith(_STRIP_ENV)}
-        env["PYTHONPATH"] = PROJECT_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
         env["SERVICE_NAME"] = v.key[0]
         env["SERVICE_VERSION"] = v.key[1]

@@ -6,7 +6,7 @@ import logging
 
 from aiohttp.web_server import Server
 
-from runtime.web_protocol import Handler, make_server as _make_server
+from openscore.http_server import Handler, make_server as _make_server
 
 log = logging.getLogger("openscore.router")
 

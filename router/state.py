@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
-from router.config import ConfigError, ServiceSpec, parse_service
+from openscore.router.config import ConfigError, ServiceSpec, parse_service
 
 KEY_TYPES = ("primary", "secondary")
 

@@ -17,7 +17,7 @@ import abc
 from dataclasses import dataclass
 from typing import Callable
 
-from router.config import VersionSpec
+from openscore.router.config import VersionSpec
 
 VersionKey = tuple[str, str]  # (service, version)
 ChangeCallback = Callable[[VersionKey], None]

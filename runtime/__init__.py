@@ -1,3 +1,3 @@
-"""openscore scoring server: runs Azure ML entry scripts (init()/run()) unchanged."""
-
-__version__ = "0.1.0"
+"""openscore.runtime: the scoring server (`openscore serve`) that runs Azure ML entry scripts unchanged.
+May import `openscore` (shared pieces) and `openscore.accelerators`' public API; never the router or deployer.
+"""

@@ -1,4 +1,4 @@
-"""The `openscore` command. Subcommands register themselves here; heavy imports happen only when run."""
+"""`openscore serve`: registered on the `openscore` command; heavy imports happen only when it runs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import Any
 
-from runtime import __version__
+from openscore import __version__
 
 
-def _add_serve_parser(sub: Any) -> None:
+def add_serve_command(sub: Any) -> argparse.ArgumentParser:
+    """Register `serve` on an argparse subparsers object (the `openscore.commands` entry point)."""
     p = sub.add_parser("serve", help="serve an entry script (init()/run()) over HTTP",
                        description="Serve an Azure ML entry script. Every flag also has an environment "
                                    "variable (see README); flags win over variables, variables over the "
@@ -60,6 +61,7 @@ def _add_serve_parser(sub: Any) -> None:
     a("--intra-op-threads", dest="intra_op_threads",
       help="onnxruntime threads per model call with --model (default: onnxruntime's, one per core)")
     p.set_defaults(func=_serve)
+    return p
 
 
 def _export_azure_environment(s: Any) -> None:
@@ -81,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Held from the first instant: as PID 1 in a container an unhandled SIGTERM would be dropped, so one that
     # arrives while starting up stays pending until the supervisor waits for it (then it drains and exits 0).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    from runtime.settings import SettingsError, load_settings
+    from openscore.runtime.settings import SettingsError, load_settings
 
     cli_values = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     try:
@@ -90,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"openscore serve: error: {e}", file=sys.stderr)
         return 1
 
-    from runtime.logs import configure_logging
+    from openscore.runtime.logs import configure_logging
     configure_logging(settings.log_format, settings.log_level)
     log = logging.getLogger("openscore.supervisor")
 
@@ -99,19 +101,19 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         _export_azure_environment(settings)
-        from runtime.nocode import export_environment
+        from openscore.runtime.nocode import export_environment
         export_environment(settings)  # --model / --device, read by init() through accelerators
         os.chdir(settings.app_root)  # Azure: cwd = app root; user code opens paths relative to it
         sys.path.append(settings.app_root)
         if settings.source_directory:
             sys.path.append(os.path.join(settings.app_root, settings.source_directory))
 
-        from runtime.shim_loader import install_shims
+        from openscore.runtime.shim_loader import install_shims
         shims = install_shims(sklearn_joblib_alias=settings.sklearn_joblib_alias)
         log.info("openscore %s serving %s (model dir %r); compatibility modules: %s", __version__,
                  settings.entry_script_path(), settings.model_dir, ", ".join(shims) or "none needed")
 
-        from runtime.supervisor import Supervisor, bind_socket
+        from openscore.runtime.supervisor import Supervisor, bind_socket
         try:
             sock = bind_socket(settings.host, settings.port)
         except OSError as e:
@@ -120,28 +122,3 @@ def _serve(args: argparse.Namespace) -> int:
         return Supervisor(settings, sock).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openscore", description="Self-hosted model serving, Azure ML style.")
-    parser.add_argument("--version", action="version", version=f"openscore {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_serve_parser(sub)
-    try:
-        from accelerators.cli import add_devices_command
-    except ImportError:
-        pass
-    else:
-        add_devices_command(sub)
-    from router.cli import add_router_command  # stdlib-only at import; its dependencies load when it runs
-    add_router_command(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,5 +32,5 @@ class DevicesRoute:
 
 
 def _inventory_json() -> bytes:
-    from accelerators.devices import inventory
+    from openscore.accelerators.devices import inventory
     return orjson.dumps(inventory())

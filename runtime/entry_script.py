@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from runtime.shim_loader import rawhttp_requested
+from openscore.runtime.shim_loader import rawhttp_requested
 
 REQUEST_HEADERS = "request_headers"
 

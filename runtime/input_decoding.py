@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from runtime.entry_script import REQUEST_HEADERS, EntryScript, InputMode
+from openscore.runtime.entry_script import REQUEST_HEADERS, EntryScript, InputMode
 
 
 class InputError(Exception):
@@ -116,7 +116,7 @@ def run_arguments(script: EntryScript, req: IncomingRequest) -> dict[str, Any]:
     elif script.mode is InputMode.SCHEMA:
         kwargs = _schema_arguments(script, req)
     else:
-        from runtime.rawhttp_request import build_request
+        from openscore.runtime.rawhttp_request import build_request
         kwargs = {script.data_param: build_request(req)}
     if script.wants_request_headers:
         kwargs[REQUEST_HEADERS] = title_case_headers(req.headers)

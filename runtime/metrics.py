@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from runtime.worker_state import WorkerTable
+from openscore.runtime.worker_state import WorkerTable
 
 # prometheus_client picks its value storage once, when first imported. Another package imported before the
 # supervisor set PROMETHEUS_MULTIPROC_DIR (e.g. by the CLI while building its parser) would leave it on

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from runtime.settings import ServerSettings, SettingsError
+from openscore.runtime.settings import ServerSettings, SettingsError
 
 NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
 ENV_MODEL = "OPENSCORE_MODEL"
@@ -55,5 +55,5 @@ def check_device(device: str | None) -> None:
     instead of init() silently running elsewhere. Runs after fork: CUDA must not be initialised in the master."""
     if not device or device in ("auto", "cpu"):
         return
-    from accelerators.devices import resolve_device
+    from openscore.accelerators.devices import resolve_device
     resolve_device(device)  # DeviceNotFoundError names the device and what the machine has

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from werkzeug.wrappers import Response
 
-from accelerators import InvalidInputError, Model, QueueFullError, QueueTimeoutError, load_model
-from runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
+from openscore.accelerators import InvalidInputError, Model, QueueFullError, QueueTimeoutError, load_model
+from openscore.runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
 
 log = logging.getLogger("openscore.worker")
 v2_model: Model | None = None

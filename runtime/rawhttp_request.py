@@ -11,8 +11,8 @@ import sys
 
 from werkzeug.wrappers import Request
 
-from runtime.input_decoding import IncomingRequest
-from runtime.request_context import current_request_id
+from openscore.runtime.input_decoding import IncomingRequest
+from openscore.runtime.request_context import current_request_id
 
 
 class ScoringRequest(Request):

@@ -21,10 +21,10 @@ import inspect
 import logging
 from typing import Any, Callable
 
-from accelerators import BatcherOptions, DynamicBatcher, current_device
-from accelerators.metrics import ModelMetrics
-from runtime.entry_script import EntryScript, EntryScriptError
-from runtime.settings import ServerSettings
+from openscore.accelerators import BatcherOptions, DynamicBatcher, current_device
+from openscore.accelerators.metrics import ModelMetrics
+from openscore.runtime.entry_script import EntryScript, EntryScriptError
+from openscore.runtime.settings import ServerSettings
 
 log = logging.getLogger("openscore.worker")
 

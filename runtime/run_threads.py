@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from runtime.request_context import current_request_id, in_user_run
+from openscore.runtime.request_context import current_request_id, in_user_run
 
 log = logging.getLogger("openscore.worker")
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from runtime import metrics
-from runtime.entry_script import EntryScript, InputMode
-from runtime.input_decoding import IncomingRequest, InputError, run_arguments
-from runtime.request_context import in_user_run
-from runtime.response_encoding import JSON_CONTENT_TYPE, UnserializableResult, encode_result
-from runtime.run_threads import RunThreadPool, ScoringTimeout
-from runtime.slots import Overloaded, SlotGate
+from openscore.runtime import metrics
+from openscore.runtime.entry_script import EntryScript, InputMode
+from openscore.runtime.input_decoding import IncomingRequest, InputError, run_arguments
+from openscore.runtime.request_context import in_user_run
+from openscore.runtime.response_encoding import JSON_CONTENT_TYPE, UnserializableResult, encode_result
+from openscore.runtime.run_threads import RunThreadPool, ScoringTimeout
+from openscore.runtime.slots import Overloaded, SlotGate
 
 log = logging.getLogger("openscore.worker")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from runtime import __version__
+from openscore import __version__
 
 DEFAULT_PORT = 5001
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000  # azmlinfsrv's own default (AKS deployments set 60 000)
@@ -76,8 +76,8 @@ def _float_parser(minimum: float) -> Callable[[str, str], float]:
 
 
 def _device(key: str, value: str) -> str:
-    from accelerators.devices import parse_device
-    from accelerators.errors import InvalidDeviceNameError
+    from openscore.accelerators.devices import parse_device
+    from openscore.accelerators.errors import InvalidDeviceNameError
     try:
         parse_device(value)
     except InvalidDeviceNameError as e:
@@ -200,7 +200,7 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if cli.get("entry_script"):
         s.entry_script = os.path.realpath(os.path.join(cwd, cli["entry_script"]))
     if s.model:
-        from runtime.nocode import apply_model_defaults
+        from openscore.runtime.nocode import apply_model_defaults
         apply_model_defaults(s, explicit=values, cwd=cwd, model_from_cli=bool(cli.get("model")))
     if s.entry_script is None:
         raise SettingsError("no entry script: pass --entry-script (or --model for no-code ONNX serving), "

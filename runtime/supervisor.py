@@ -14,10 +14,10 @@ import socket
 import sys
 import time
 
-from runtime import metrics
-from runtime.settings import ServerSettings
-from runtime.worker import EXIT_INIT_FAILED, EXIT_RECYCLE, run_worker
-from runtime.worker_state import READY, STOPPED, WorkerTable
+from openscore.runtime import metrics
+from openscore.runtime.settings import ServerSettings
+from openscore.runtime.worker import EXIT_INIT_FAILED, EXIT_RECYCLE, run_worker
+from openscore.runtime.worker_state import READY, STOPPED, WorkerTable
 
 log = logging.getLogger("openscore.supervisor")
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)

@@ -15,16 +15,17 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 
-from accelerators import (AcceleratorError, InvalidInputError, Model, QueueFullError, QueueTimeoutError)
-from accelerators.v2_codec import HEADER, V2Error, decode_infer_request, encode_infer_response, error_body, \
+from openscore.accelerators import (AcceleratorError, InvalidInputError, Model, QueueFullError, QueueTimeoutError)
+from openscore.accelerators.v2_codec import HEADER, V2Error, decode_infer_request, encode_infer_response, error_body, \
     model_metadata, parse_header_length
-from runtime import __version__, metrics
-from runtime.request_context import current_request_id
-from runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
-from runtime.slots import Overloaded
+from openscore import __version__
+from openscore.runtime import metrics
+from openscore.runtime.request_context import current_request_id
+from openscore.runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
+from openscore.runtime.slots import Overloaded
 
 if TYPE_CHECKING:
-    from runtime.web_server import WorkerHttpApp
+    from openscore.runtime.web_server import WorkerHttpApp
 
 log = logging.getLogger("openscore.worker")
 

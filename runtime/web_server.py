@@ -19,17 +19,17 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
-from runtime import metrics
-from runtime.device_routes import DevicesRoute
-from runtime.input_decoding import IncomingRequest
-from runtime.logs import AccessLog
-from runtime.request_context import current_request_id
-from runtime.scoring import ScoreResult, Scorer
-from runtime.settings import ServerSettings
-from runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
-from runtime.v2_routes import V2Routes
-from runtime.web_protocol import Handler, make_server
-from runtime.worker_state import WorkerTable
+from openscore.runtime import metrics
+from openscore.runtime.device_routes import DevicesRoute
+from openscore.runtime.input_decoding import IncomingRequest
+from openscore.runtime.logs import AccessLog
+from openscore.runtime.request_context import current_request_id
+from openscore.runtime.scoring import ScoreResult, Scorer
+from openscore.runtime.settings import ServerSettings
+from openscore.runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
+from openscore.runtime.v2_routes import V2Routes
+from openscore.http_server import Handler, make_server
+from openscore.runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")
 

@@ -19,20 +19,20 @@ import time
 import traceback
 from pathlib import Path
 
-from runtime import metrics
-from runtime.data_collection import ModelDataCollector
-from runtime.entry_script import EntryScript, load_entry_script
-from runtime.logs import capture_prints
-from runtime.nocode import check_device
-from runtime.request_context import in_user_run
-from runtime.run_batch import with_run_batch
-from runtime.run_threads import RunThreadPool
-from runtime.scoring import InitState, Scorer
-from runtime.settings import ServerSettings
-from runtime.slots import SlotGate
-from runtime.swagger import SwaggerDocuments
-from runtime.web_server import WorkerHttpApp
-from runtime.worker_state import DRAINING, READY, STARTING, WorkerTable
+from openscore.runtime import metrics
+from openscore.runtime.data_collection import ModelDataCollector
+from openscore.runtime.entry_script import EntryScript, load_entry_script
+from openscore.runtime.logs import capture_prints
+from openscore.runtime.nocode import check_device
+from openscore.runtime.request_context import in_user_run
+from openscore.runtime.run_batch import with_run_batch
+from openscore.runtime.run_threads import RunThreadPool
+from openscore.runtime.scoring import InitState, Scorer
+from openscore.runtime.settings import ServerSettings
+from openscore.runtime.slots import SlotGate
+from openscore.runtime.swagger import SwaggerDocuments
+from openscore.runtime.web_server import WorkerHttpApp
+from openscore.runtime.worker_state import DRAINING, READY, STARTING, WorkerTable
 
 EXIT_INIT_FAILED = 3
 EXIT_RECYCLE = 75

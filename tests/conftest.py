@@ -25,14 +25,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One `python -m runtime serve` process group; output goes to a log file."""
+    """One `python -m openscore serve` process group; output goes to a log file."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, port: int):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="openscore-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve", *args],
+            [sys.executable, "-m", "openscore", "serve", *args],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -103,7 +103,6 @@ class Starter:
         port = free_port()
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_"))}
-        full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env.update(env or {})
         argv: list[str] = []

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accelerators import sample_models
+from openscore.accelerators import sample_models
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def opencl_device():
     """The first OpenCL device (PoCL's CPU device in CI)."""
     cl = pytest.importorskip("pyopencl", reason="pyopencl not installed (pip install pyopencl "
                                                 "pocl-binary-distribution)")
-    from accelerators.devices import opencl_devices
+    from openscore.accelerators.devices import opencl_devices
     devs, why = opencl_devices()
     if not devs:
         pytest.skip(f"no OpenCL device: {why}")

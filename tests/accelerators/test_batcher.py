@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from accelerators import (BatcherClosedError, BatcherOptions, DynamicBatcher, QueueFullError, QueueTimeoutError)
-from accelerators.metrics import ModelMetrics
+from openscore.accelerators import (BatcherClosedError, BatcherOptions, DynamicBatcher, QueueFullError, QueueTimeoutError)
+from openscore.accelerators.metrics import ModelMetrics
 
 
 class GatedWorker:
@@ -214,7 +214,7 @@ class StepWorker:
 def test_answered_callers_are_regrouped_with_the_queue(monkeypatch):
     """Closed loop: after a batch of 2 is answered, its callers' next requests join the one that queued meanwhile
     (without regrouping, the queued request would run alone and the groups alternate)."""
-    import accelerators.batcher as batcher_module
+    import openscore.accelerators.batcher as batcher_module
     monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)  # only max_regroup_delay_s bounds the wait
     w = StepWorker()
     b = DynamicBatcher([w], BatcherOptions(max_batch_size=8, max_regroup_delay_s=30.0))
@@ -240,7 +240,7 @@ def test_answered_callers_are_regrouped_with_the_queue(monkeypatch):
 def test_regrouping_waits_for_nothing_when_the_queue_already_holds_a_batch(monkeypatch, max_batch_size):
     """Requests that queued during a call are as many as it answered (steady open-loop load, or a full queue):
     the next call starts at once with them, where a regrouping wait would only add latency (here 30 s)."""
-    import accelerators.batcher as batcher_module
+    import openscore.accelerators.batcher as batcher_module
     monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e9)
     w = StepWorker()
     b = DynamicBatcher([w], BatcherOptions(max_batch_size=max_batch_size, max_regroup_delay_s=30.0))
@@ -261,7 +261,7 @@ def test_regrouping_waits_for_nothing_when_the_queue_already_holds_a_batch(monke
 def test_a_regrouping_wait_that_times_out_backs_off_then_is_tried_again(monkeypatch):
     """Callers that answer slower than the regrouping bound (over HTTP, say): the wait only idles the device, so
     after one times out the next REGROUP_BACKOFF[0] chances are skipped (dispatch at once), then it tries again."""
-    import accelerators.batcher as batcher_module
+    import openscore.accelerators.batcher as batcher_module
     monkeypatch.setattr(batcher_module, "REGROUP_BACKOFF", (2, 4))
     monkeypatch.setattr(batcher_module, "REGROUP_FRACTION", 1e-9)  # first wait: bounded to ~0, times out
     w = StepWorker()

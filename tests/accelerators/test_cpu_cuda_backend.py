@@ -2,11 +2,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from accelerators import DeviceNotFoundError, InvalidDeviceNameError
-from accelerators.cpu_backend import CpuBackend
-from accelerators.cuda_backend import check_providers
-from accelerators.devices import cuda_devices
-from accelerators.loader import open_backend
+from openscore.accelerators import DeviceNotFoundError, InvalidDeviceNameError
+from openscore.accelerators.cpu_backend import CpuBackend
+from openscore.accelerators.cuda_backend import check_providers
+from openscore.accelerators.devices import cuda_devices
+from openscore.accelerators.loader import open_backend
 
 
 def test_cpu_backend_specs_options_and_run(mlp_path):
@@ -51,7 +51,7 @@ def test_cuda_backend_runs_on_gpu(mlp_path):
         pytest.skip(f"no CUDA GPU: {why}")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime without CUDAExecutionProvider (install the 'cuda' extra: onnxruntime-gpu)")
-    from accelerators.cuda_backend import CudaBackend
+    from openscore.accelerators.cuda_backend import CudaBackend
     for io_binding in (False, True):
         be = CudaBackend(mlp_path, devs[0], io_binding=io_binding)
         assert be.providers()[0] == "CUDAExecutionProvider"

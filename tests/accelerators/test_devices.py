@@ -2,10 +2,11 @@ import json
 
 import pytest
 
-from accelerators import (DeviceNotFoundError, InvalidDeviceNameError, current_device, inventory, parse_device,
+from openscore.accelerators import (DeviceNotFoundError, InvalidDeviceNameError, current_device, inventory, parse_device,
                           resolve_device, set_current_device)
-from accelerators.cli import add_devices_command, main
-from accelerators.devices import DeviceRequest, cuda_devices
+from openscore.accelerators.cli import add_devices_command
+from openscore.cli import main
+from openscore.accelerators.devices import DeviceRequest, cuda_devices
 
 
 @pytest.mark.parametrize("text,want", [

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from prometheus_client import REGISTRY
 
-from accelerators import InvalidInputError, load_model, set_current_device
+from openscore.accelerators import InvalidInputError, load_model, set_current_device
 
 
 def rows(n, seed):
@@ -111,7 +111,7 @@ def test_memory_metric_for_opencl(mlp_path, opencl_device):
     [np.array([[True]]), np.array([[False], [True]])],
 ])
 def test_stack_equals_concatenate(arrays):
-    from accelerators.tensors import stack
+    from openscore.accelerators.tensors import stack
     out = stack([{"x": a} for a in arrays])["x"]
     ref = np.concatenate(arrays, axis=0)
     assert out.dtype == ref.dtype and out.shape == ref.shape and (out == ref).all()

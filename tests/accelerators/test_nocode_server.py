@@ -138,11 +138,11 @@ def test_model_metrics_are_exported(srv, client):
 
 def test_devices_endpoint_matches_the_cli(srv):
     served = requests.get(srv.url + "/devices").json()
-    out = subprocess.run([sys.executable, "-m", "runtime", "devices", "--json"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "openscore", "devices", "--json"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert [d["name"] for d in served["devices"]] == [d["name"] for d in json.loads(out)["devices"]]
     assert served["devices"][0]["name"] == "cpu" and served["devices"][0]["memory_bytes"] > 0
-    text = subprocess.run([sys.executable, "-m", "runtime", "devices"], cwd=ROOT, capture_output=True, text=True,
+    text = subprocess.run([sys.executable, "-m", "openscore", "devices"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, check=True).stdout
     assert text.splitlines()[0].split()[:3] == ["DEVICE", "TYPE", "MEMORY"] and "\ncpu " in text
 
@@ -194,7 +194,7 @@ def test_intra_op_threads_option_serves_the_same_numbers(serve, mlp_path, refere
 
 def test_device_is_given_to_an_entry_script(serve, tmp_path):
     script = tmp_path / "score.py"
-    script.write_text("from accelerators import current_device\n"
+    script.write_text("from openscore.accelerators import current_device\n"
                       "def init():\n    global dev\n    dev = current_device()\n"
                       "def run(raw_data):\n    return {'kind': dev.kind, 'name': dev.name}\n")
     s = serve(script, "--device", "cpu")

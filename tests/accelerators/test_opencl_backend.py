@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from accelerators import UnsupportedModelError
-from accelerators.opencl_backend import OpenCLBackend, build_kernel_binary, parse_model
+from openscore.accelerators import UnsupportedModelError
+from openscore.accelerators.opencl_backend import OpenCLBackend, build_kernel_binary, parse_model
 
 RTOL, ATOL = 1e-4, 1e-5
 

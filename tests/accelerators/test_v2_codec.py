@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from accelerators import TensorSpec
-from accelerators.v2_codec import (RequestedOutput, V2Error, decode_infer_request, encode_infer_request,
+from openscore.accelerators import TensorSpec
+from openscore.accelerators.v2_codec import (RequestedOutput, V2Error, decode_infer_request, encode_infer_request,
                                    encode_infer_response, error_body, model_metadata, parse_header_length)
 
 

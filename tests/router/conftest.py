@@ -1,4 +1,4 @@
-"""Fixtures that start real `python -m router` processes (which start real replicas) on 127.0.0.1."""
+"""Fixtures that start real `python -m openscore router` processes (which start real replicas) on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers that start real `python -m router` processes (which start real replicas) on 127.0.0.1."""
+"""Helpers that start real `python -m openscore router` processes (which start real replicas) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -43,11 +43,10 @@ class RouterProcess:
         cfg = workspace.parent / f"services-{self.port}.json"
         cfg.write_text(json.dumps({"services": services}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "OPENSCORE_"))}
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="router-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "--workspace", str(workspace), "--config", str(cfg),
+            [sys.executable, "-m", "openscore", "router", "--workspace", str(workspace), "--config", str(cfg),
              "--port", str(self.port), "--admin-key", ADMIN_KEY, *extra],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.admin = requests.Session()

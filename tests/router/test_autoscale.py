@@ -1,7 +1,7 @@
 """The autoscaling decision with a fake clock (spec 4.2)."""
 
-from router.autoscale import Autoscaler
-from router.config import AutoscaleSpec
+from openscore.router.autoscale import Autoscaler
+from openscore.router.config import AutoscaleSpec
 
 
 def step(a: Autoscaler, now: float, current: int, busy: int, queued: int = 0) -> int:

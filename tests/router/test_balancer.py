@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from router.balancer import BackendState, Rejected, SlotPool, TrafficSplitter
+from openscore.router.balancer import BackendState, Rejected, SlotPool, TrafficSplitter
 
 
 def pool(*slots: int, ready: bool = True) -> SlotPool:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from router.config import ConfigError, load_services_file, parse_service, replicas_for
+from openscore.router.config import ConfigError, load_services_file, parse_service, replicas_for
 
 BASE = {"computeType": "AKS", "entryScript": "score.py"}
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from router.config import ConfigError, parse_service
-from router.core import ServiceRuntime
-from router.state import FileStateStore, NotFound
+from openscore.router.config import ConfigError, parse_service
+from openscore.router.core import ServiceRuntime
+from openscore.router.state import FileStateStore, NotFound
 
 
 def endpoint(mirror=None, **versions):

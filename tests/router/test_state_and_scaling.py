@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from router.state import FileStateStore
+from openscore.router.state import FileStateStore
 from routerkit import SCRIPTS, service
 
 

@@ -43,7 +43,7 @@ def test_https_scoring_and_no_plain_http(start_router, cert, monkeypatch):
 
 
 def test_tls_context_refuses_versions_below_1_2(cert):
-    from router.cli import tls_context
+    from openscore.router.cli import tls_context
     ctx = tls_context(str(cert[0]), str(cert[1]))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
 
@@ -54,7 +54,7 @@ def test_tls_context_refuses_versions_below_1_2(cert):
 ])
 def test_bad_tls_flags_are_a_config_error(tmp_path, cert, flags, message):
     flags = [str(cert[0]) if f == "CERT" else f for f in flags]
-    p = subprocess.run([sys.executable, "-m", "router", "--workspace", str(tmp_path / "ws"), "--port", "0",
+    p = subprocess.run([sys.executable, "-m", "openscore", "router", "--workspace", str(tmp_path / "ws"), "--port", "0",
                         "--admin-key", "test-admin-key-0123456789", *flags],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and message in p.stderr

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from router import proxy
+from openscore.router import proxy
 
 try:
     import uvloop  # what the router runs on when installed (a dependency of openscore)

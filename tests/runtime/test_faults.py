@@ -1,4 +1,4 @@
-"""Lifecycle, limits and faults, against real `python -m runtime serve` processes.
+"""Lifecycle, limits and faults, against real `python -m openscore serve` processes.
 
 Every test asserts what a user of the server would notice: status codes, `{"message": ...}` bodies,
 headers, exit codes, log lines, that the server keeps serving afterwards and that no concurrency slot

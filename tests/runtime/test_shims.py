@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runtime import shim_loader
-from runtime.request_context import current_request_id
+from openscore.runtime import shim_loader
+from openscore.runtime.request_context import current_request_id
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_ROOT = str(shim_loader.SHIM_ROOT)
@@ -27,9 +27,9 @@ AML_HEADERS = ["$aml_dc_correlation_id", "$aml_dc_scoring_timestamp", "$aml_dc_b
 
 
 def run_python(code: str, *, extra_path: list[Path] = ()) -> dict:
-    """Run `code` in a fresh interpreter (project root importable); it must print one JSON object."""
+    """Run `code` in a fresh interpreter (openscore as installed); it must print one JSON object."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AML_", "AZUREML_", "OPENSCORE_"))}
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join(map(str, extra_path))
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -55,7 +55,7 @@ def test_shims_importable_only_after_install_and_rawhttp_flag_shared():
     facts = run_python("""
         import importlib.util, json, sys
         before = importlib.util.find_spec("azureml") is not None
-        from runtime.shim_loader import install_shims, rawhttp_requested
+        from openscore.runtime.shim_loader import install_shims, rawhttp_requested
         names = install_shims()
         again = install_shims()
         finders = [f for f in sys.meta_path if getattr(f, "_openscore_shim_finder", False)]
@@ -110,7 +110,7 @@ def test_real_packages_win_module_by_module(tmp_path):
         "def rawhttp(func):\n    global _rawHttpRequested\n    _rawHttpRequested = True\n    return func\n")
     facts = run_python("""
         import json, sys
-        from runtime.shim_loader import install_shims, rawhttp_requested
+        from openscore.runtime.shim_loader import install_shims, rawhttp_requested
         install_shims()
         import azureml.core.model, azureml.contrib.services.aml_request, azureml.contrib.services.aml_response
         import azureml.monitoring
@@ -137,7 +137,7 @@ def test_real_packages_win_module_by_module(tmp_path):
 def test_sklearn_externals_joblib_alias_is_opt_in():
     facts = run_python("""
         import json, sys
-        from runtime.shim_loader import install_shims
+        from openscore.runtime.shim_loader import install_shims
         install_shims()
         try:
             from sklearn.externals import joblib

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from runtime.input_decoding import query_to_dict, title_case_headers
-from runtime.run_threads import RunThreadPool, ScoringTimeout
-from runtime.slots import Overloaded, SlotGate
+from openscore.runtime.input_decoding import query_to_dict, title_case_headers
+from openscore.runtime.run_threads import RunThreadPool, ScoringTimeout
+from openscore.runtime.slots import Overloaded, SlotGate
 
 
 def run(coro):

@@ -14,7 +14,7 @@ from inference_schema.parameter_types.pandas_parameter_type import PandasParamet
 from inference_schema.parameter_types.standard_py_parameter_type import StandardPythonParameterType
 from inference_schema.schema_decorators import input_schema, output_schema
 
-from runtime.swagger import (
+from openscore.runtime.swagger import (
     SwaggerDocuments,
     SwaggerGenerationError,
     SwaggerVersionError,

@@ -1,4 +1,4 @@
-"""The sample entry scripts in entry_scripts/, each served by a real `python -m runtime serve`.
+"""The sample entry scripts in entry_scripts/, each served by a real `python -m openscore serve`.
 
 The models are built once (entry_scripts/make_models.py); each sample gets one server for the
 whole module (cwd = the sample folder = the app root, as in an Azure ML container), and is

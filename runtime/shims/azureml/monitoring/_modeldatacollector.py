@@ -17,7 +17,7 @@ from typing import Any
 from . import _storage
 
 try:
-    from runtime.request_context import current_request_id as _current_request_id
+    from openscore.runtime.request_context import current_request_id as _current_request_id
 except ImportError:  # the shim used outside the openscore server
     _current_request_id = None
 

@@ -1,0 +1,5 @@
+import sys
+
+from openscore.cli import main
+
+sys.exit(main())

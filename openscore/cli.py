@@ -1,0 +1,46 @@
+"""The `openscore` command: each component registers its subcommands through the `openscore.commands`
+entry-point group, so this module knows none of them and no component imports another's CLI.
+
+An entry point names a function `register(subparsers)` that adds one subcommand and sets `func` on it;
+the component's heavy dependencies are imported only when its command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+from typing import Sequence
+
+from openscore import __version__
+
+GROUP = "openscore.commands"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openscore", description="Self-hosted model serving, Azure ML style.")
+    parser.add_argument("--version", action="version", version=f"openscore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
+    if not found:
+        parser.error("no commands are registered: install openscore (pip install -e . from the clone)")
+    for ep in found:
+        try:
+            register = ep.load()
+        except ImportError as e:  # a component whose extra is not installed offers no command
+            sub.add_parser(ep.name, help=f"unavailable: {e}").set_defaults(func=_unavailable(ep.name, e))
+            continue
+        register(sub)
+    return parser
+
+
+def _unavailable(name: str, error: ImportError):  # type: ignore[no-untyped-def]
+    def run(_args: argparse.Namespace) -> int:
+        print(f"openscore {name}: error: {error}", file=sys.stderr)
+        return 1
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
