@@ -10,15 +10,42 @@ May import `openscore` (shared pieces) only: the runtime, router and entry scrip
 from .backend import Backend, MemoryInfo, TensorSpec
 from .batcher import BatcherOptions, DynamicBatcher
 from .devices import DeviceInfo, inventory, parse_device, resolve_device
-from .errors import (AcceleratorError, BatcherClosedError, DeviceNotFoundError, ExecutionError,
-                     InvalidDeviceNameError, InvalidInputError, QueueFullError, QueueTimeoutError,
-                     UnsupportedModelError)
+from .errors import (
+                     AcceleratorError,
+                     BatcherClosedError,
+                     DeviceNotFoundError,
+                     ExecutionError,
+                     InvalidDeviceNameError,
+                     InvalidInputError,
+                     QueueFullError,
+                     QueueTimeoutError,
+                     UnsupportedModelError,
+)
 from .model import Model, load_model
 from .replica_device import ReplicaDevice, current_device, set_current_device
 
 __all__ = [
-    "load_model", "Model", "Backend", "TensorSpec", "MemoryInfo", "BatcherOptions", "DynamicBatcher",
-    "DeviceInfo", "inventory", "parse_device", "resolve_device", "current_device", "set_current_device",
-    "ReplicaDevice", "AcceleratorError", "BatcherClosedError", "DeviceNotFoundError", "ExecutionError",
-    "InvalidDeviceNameError", "InvalidInputError", "QueueFullError", "QueueTimeoutError", "UnsupportedModelError",
+                     "AcceleratorError",
+                     "Backend",
+                     "BatcherClosedError",
+                     "BatcherOptions",
+                     "DeviceInfo",
+                     "DeviceNotFoundError",
+                     "DynamicBatcher",
+                     "ExecutionError",
+                     "InvalidDeviceNameError",
+                     "InvalidInputError",
+                     "MemoryInfo",
+                     "Model",
+                     "QueueFullError",
+                     "QueueTimeoutError",
+                     "ReplicaDevice",
+                     "TensorSpec",
+                     "UnsupportedModelError",
+                     "current_device",
+                     "inventory",
+                     "load_model",
+                     "parse_device",
+                     "resolve_device",
+                     "set_current_device",
 ]

@@ -21,8 +21,9 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from .errors import AcceleratorError, BatcherClosedError, ExecutionError, QueueFullError, QueueTimeoutError
 from .metrics import ModelMetrics
@@ -67,7 +68,7 @@ class BatcherOptions:
 
 
 class _Item:
-    __slots__ = ("payload", "size", "key", "future", "enqueued", "deadline")
+    __slots__ = ("deadline", "enqueued", "future", "key", "payload", "size")
 
     def __init__(self, payload, size, key, deadline):
         self.payload, self.size, self.key, self.deadline = payload, size, key, deadline
@@ -333,7 +334,7 @@ class DynamicBatcher:
             if len(results) != len(batch):
                 raise ExecutionError(f"model {self.name}: worker returned {len(results)} results for "
                                      f"{len(batch)} requests")
-        except Exception as e:  # noqa: BLE001 - routed to the callers
+        except Exception as e:
             if len(batch) > 1 and self._isolate:
                 for it in batch:  # find the culprit: each request alone
                     mark = self._execute(worker, [it])
@@ -379,4 +380,4 @@ class DynamicBatcher:
             self.metrics.failure(reason)
 
 
-__all__ = ["BatcherOptions", "DynamicBatcher", "AcceleratorError"]
+__all__ = ["AcceleratorError", "BatcherOptions", "DynamicBatcher"]

@@ -6,7 +6,7 @@ get_device() still says GPU: only `session.get_providers()` tells the truth, so 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

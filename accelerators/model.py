@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class Model:
         for b in self.backends:
             b.close()
 
-    def __enter__(self) -> "Model":
+    def __enter__(self) -> Model:
         return self
 
     def __exit__(self, *exc) -> None:

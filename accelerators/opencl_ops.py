@@ -7,8 +7,8 @@ and launches once per distinct input shape (the backend caches the result as a p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from onnx import helper, numpy_helper

@@ -5,7 +5,8 @@ Validation happens before queueing, so a bad request fails alone and never reach
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from openscore.accelerators import sample_models  # noqa: E402
-from openscore.accelerators.cpu_backend import CpuBackend  # noqa: E402
-from openscore.accelerators.devices import resolve_device  # noqa: E402
-from openscore.accelerators.opencl_backend import OpenCLBackend  # noqa: E402
+from openscore.accelerators import sample_models
+from openscore.accelerators.cpu_backend import CpuBackend
+from openscore.accelerators.devices import resolve_device
+from openscore.accelerators.opencl_backend import OpenCLBackend
 
 
 def p50(fn, seconds: float) -> float:

@@ -201,7 +201,7 @@ def k6_binary() -> str | None:
 def run_k6(k6: str, server: Server, rate: float, seconds: int, tmp: Path) -> dict:
     summary = tmp / f"k6-{server.name}-{int(rate)}.json"
     # enough VUs to ride out a 100 ms stall without dropping; GOGC=400: less of k6's CPU goes to GC
-    env = dict(os.environ, K6_NO_USAGE_REPORT="true", GOGC="400", URL=server.url, RATE=str(int(round(rate))),
+    env = dict(os.environ, K6_NO_USAGE_REPORT="true", GOGC="400", URL=server.url, RATE=str(round(rate)),
                DURATION=str(seconds), VUS=str(max(64, int(rate * 0.1))), SUMMARY=str(summary))
     cmd = ["taskset", "-c", LOAD_CORE, k6, "run", "--quiet", "--no-color", "--no-usage-report",
            str(HERE / "open_loop.js")]
@@ -217,7 +217,7 @@ def run_k6(k6: str, server: Server, rate: float, seconds: int, tmp: Path) -> dic
         return float(m.get(metric, {}).get("values", {}).get(key, default))
 
     r = {
-        "rate": int(round(rate)),
+        "rate": round(rate),
         "requests": int(val("http_reqs", "count")),
         "achieved_rps": val("http_reqs", "rate"),
         "p50_ms": val("http_req_duration", "p(50)"), "p90_ms": val("http_req_duration", "p(90)"),

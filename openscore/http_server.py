@@ -7,7 +7,8 @@ handler crash gets `{"message": ...}` like every other error, never aiohttp's pl
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import hdrs, web

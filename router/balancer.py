@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 
 class Rejected(Exception):
@@ -50,7 +50,7 @@ class Backend:
 
 @dataclass(eq=False)
 class Lease:
-    pool: "SlotPool"
+    pool: SlotPool
     backend: Backend
     queue_wait_s: float
     released: bool = False

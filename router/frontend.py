@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
+from openscore.log_lines import BatchedLineWriter
 from openscore.router import proxy
 from openscore.router.auth import AdminAuth, AuthError
 from openscore.router.balancer import Lease, Rejected
@@ -29,7 +30,6 @@ from openscore.router.config import ConfigError
 from openscore.router.core import Router, ServiceRuntime, VersionRuntime
 from openscore.router.metrics import VersionMetrics
 from openscore.router.state import NotFound
-from openscore.log_lines import BatchedLineWriter
 
 log = logging.getLogger("openscore.router")
 access_log = logging.getLogger("openscore.router.access")
@@ -252,7 +252,7 @@ class Frontend:
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except Exception as e:  # noqa: BLE001 - a shadow copy's failure must never surface
+        except Exception as e:
             log.debug("mirrored request to %s/%s failed: %r", *vr.key, e)
         finally:
             if lease is not None:
@@ -273,7 +273,7 @@ class Frontend:
         queue_total = 0.0
         headers = proxy.upstream_headers(request, rid)
         path = upstream_path(request, leaf)
-        for attempt in range(MAX_CONNECT_ATTEMPTS):
+        for _attempt in range(MAX_CONNECT_ATTEMPTS):
             lease = vr.pool.try_acquire()
             if lease is None:
                 try:
@@ -341,7 +341,7 @@ class Frontend:
                 if not isinstance(body, proxy.LimitedStream) and await proxy.is_dead(b.address):
                     raise proxy.ConnectFailed(f"replica died: {e!r}") from e
                 return self._replica_failed(b.id, vm, h, e)
-            except Exception as e:  # noqa: BLE001 - any other transport error after sending: not retried
+            except Exception as e:
                 return self._replica_failed(b.id, vm, h, e)
             status = 502 if up.status == 500 else up.status  # Azure's rule: only a model 500 becomes 502
             add = h.add

@@ -24,8 +24,17 @@ from typing import IO
 import aiohttp
 
 from openscore.router.config import VersionSpec
-from openscore.router.targets import (CRASHED, READY, STARTING, STOPPING, UNREADY, ChangeCallback, ComputeTarget,
-                            ReplicaInfo, VersionKey)
+from openscore.router.targets import (
+    CRASHED,
+    READY,
+    STARTING,
+    STOPPING,
+    UNREADY,
+    ChangeCallback,
+    ComputeTarget,
+    ReplicaInfo,
+    VersionKey,
+)
 
 log = logging.getLogger("openscore.router.target")
 _STRIP_ENV = ("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_", "PROMETHEUS_MULTIPROC")
@@ -270,7 +279,7 @@ class LocalProcessTarget(ComputeTarget):
                 body = await r.json(content_type=None)
             ready = bool(body.get("ready")) and r.status == 200
             slots = int(body.get("total") or 0) or None
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+        except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError):
             ready, slots = False, inst.info.slots
         if ready:
             self._set(v, inst, READY, slots=slots, reason="")

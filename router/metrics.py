@@ -47,7 +47,7 @@ class RouterMetrics:
 
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
 
-    def version(self, key: tuple[str, str]) -> "VersionMetrics":
+    def version(self, key: tuple[str, str]) -> VersionMetrics:
         vm = self._versions.get(key)
         if vm is None:
             vm = self._versions[key] = VersionMetrics(self, key)
@@ -60,7 +60,7 @@ class RouterMetrics:
 class VersionMetrics:
     """One version's children of the per-request metrics (same series as `labels(service, version, ...)`)."""
 
-    __slots__ = ("_m", "_key", "queue_wait", "upstream", "_requests", "_rejected")
+    __slots__ = ("_key", "_m", "_rejected", "_requests", "queue_wait", "upstream")
 
     def __init__(self, m: RouterMetrics, key: tuple[str, str]):
         self._m, self._key = m, key

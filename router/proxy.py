@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -89,7 +89,7 @@ def upstream_headers(request: BaseRequest, request_id: str) -> list[tuple[str, s
     return out
 
 
-async def read_body(request: BaseRequest, limit: int) -> "bytes | LimitedStream | None":
+async def read_body(request: BaseRequest, limit: int) -> bytes | LimitedStream | None:
     """Bytes for small known-length bodies, a counting stream otherwise; None for no body."""
     if request.method != "POST":
         return None
@@ -130,10 +130,21 @@ class LimitedStream:
 class _Conn(BaseProtocol):
     """One keep-alive connection to a replica; one request at a time."""
 
-    __slots__ = ("pool", "key", "parser", "head", "payload", "got_bytes", "lost", "should_close", "idle_since",
-                 "uses", "writer")
+    __slots__ = (
+        "got_bytes",
+        "head",
+        "idle_since",
+        "key",
+        "lost",
+        "parser",
+        "payload",
+        "pool",
+        "should_close",
+        "uses",
+        "writer",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool: "UpstreamPool", key: str):
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool, key: str):
         super().__init__(loop)
         self.pool = pool
         self.key = key
@@ -195,7 +206,7 @@ class _Conn(BaseProtocol):
         if payload is not None:
             try:
                 self.parser.feed_eof()  # completes a read-until-close body
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 payload.set_exception(UpstreamDisconnected(f"{text} during the response body: {e}"))
             else:
                 if not payload.is_eof():
@@ -343,7 +354,7 @@ class UpstreamPool:
 
     # ------------------------------------------------------------------ one exchange
     async def send(self, method: str, address: str, path: str, headers: list[tuple[str, str]],
-                   body: "bytes | LimitedStream | None") -> Upstream:
+                   body: bytes | LimitedStream | None) -> Upstream:
         """Send the request and read the response head (and a small body whole).
 
         Raises ConnectFailed (nothing sent), PayloadTooLarge (a streamed body over the limit),

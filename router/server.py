@@ -6,7 +6,8 @@ import logging
 
 from aiohttp.web_server import Server
 
-from openscore.http_server import Handler, make_server as _make_server
+from openscore.http_server import Handler
+from openscore.http_server import make_server as _make_server
 
 log = logging.getLogger("openscore.router")
 

@@ -18,9 +18,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
 
 from openscore.router.config import ConfigError, ServiceSpec, parse_service
 

@@ -14,8 +14,8 @@ Contract (what the deployer's Kubernetes target must also honour):
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from openscore.router.config import VersionSpec
 

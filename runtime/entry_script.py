@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import importlib.util
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from openscore.runtime.shim_loader import rawhttp_requested
 
@@ -49,8 +50,7 @@ def _is_schema_decorated(run: Callable[..., Any]) -> bool:
 
 
 def _schemas_of(run: Callable[..., Any]) -> dict[str, Any]:
-    from inference_schema.schema_util import (
-        _get_decorators, _get_function_full_qual_name, __functions_schema__)
+    from inference_schema.schema_util import __functions_schema__, _get_decorators, _get_function_full_qual_name
     name = _get_function_full_qual_name(_get_decorators(run)[-1])
     return __functions_schema__.get(name, {})
 

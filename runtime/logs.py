@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -15,6 +14,7 @@ import orjson
 
 from openscore.log_lines import BatchedLineWriter, UtcFormatter
 from openscore.runtime.request_context import current_request_id
+
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:

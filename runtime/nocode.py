@@ -8,8 +8,9 @@ the access log are the same code paths as for a user's score.py.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from openscore.runtime.settings import ServerSettings, SettingsError
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from openscore.accelerators import BatcherOptions, DynamicBatcher, current_device
 from openscore.accelerators.metrics import ModelMetrics

@@ -18,7 +18,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from openscore.runtime.request_context import current_request_id, in_user_run
 
@@ -33,8 +34,21 @@ class ScoringTimeout(Exception):
 
 
 class _Job:
-    __slots__ = ("fn", "kwargs", "request_id", "loop", "future", "abandoned", "started", "elapsed",
-                 "ok", "value", "finished", "done_lock", "mutex")
+    __slots__ = (
+        "abandoned",
+        "done_lock",
+        "elapsed",
+        "finished",
+        "fn",
+        "future",
+        "kwargs",
+        "loop",
+        "mutex",
+        "ok",
+        "request_id",
+        "started",
+        "value",
+    )
 
     def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], request_id: str | None,
                  loop: asyncio.AbstractEventLoop):
@@ -106,13 +120,13 @@ class RunThreadPool:
         self._avg_run_s += (job.elapsed - self._avg_run_s) * 0.2
         return job.ok, job.value, job.elapsed
 
-    def _new_thread(self) -> "_RunThread":
+    def _new_thread(self) -> _RunThread:
         self._count += 1
         t = _RunThread(f"{self._name}-{self._count}", self)
         t.start()
         return t
 
-    def _return_idle(self, thread: "_RunThread") -> None:
+    def _return_idle(self, thread: _RunThread) -> None:
         self._idle.append(thread)  # list.append is atomic under the GIL
 
     def shutdown(self) -> None:

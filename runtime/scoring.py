@@ -154,7 +154,7 @@ class Scorer:
             ok = True
         except asyncio.CancelledError:
             raise
-        except BaseException as e:  # noqa: BLE001 - any failure of user code is a 500, never a crash
+        except BaseException as e:
             if isinstance(e, TimeoutError) and cm.expired():
                 raise ScoringTimeout() from None
             value, ok = e, False

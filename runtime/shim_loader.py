@@ -14,10 +14,10 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
 
 SHIM_ROOT = Path(__file__).resolve().parent / "shims"
 

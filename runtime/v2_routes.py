@@ -9,16 +9,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 
-from openscore.accelerators import (AcceleratorError, InvalidInputError, Model, QueueFullError, QueueTimeoutError)
-from openscore.accelerators.v2_codec import HEADER, V2Error, decode_infer_request, encode_infer_response, error_body, \
-    model_metadata, parse_header_length
 from openscore import __version__
+from openscore.accelerators import AcceleratorError, InvalidInputError, Model, QueueFullError, QueueTimeoutError
+from openscore.accelerators.v2_codec import (
+    HEADER,
+    V2Error,
+    decode_infer_request,
+    encode_infer_response,
+    error_body,
+    model_metadata,
+    parse_header_length,
+)
 from openscore.runtime import metrics
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff

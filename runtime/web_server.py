@@ -11,7 +11,8 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
@@ -19,16 +20,16 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
+from openscore.http_server import Handler, make_server
 from openscore.runtime import metrics
 from openscore.runtime.device_routes import DevicesRoute
 from openscore.runtime.input_decoding import IncomingRequest
 from openscore.runtime.logs import AccessLog
 from openscore.runtime.request_context import current_request_id
-from openscore.runtime.scoring import ScoreResult, Scorer
+from openscore.runtime.scoring import Scorer, ScoreResult
 from openscore.runtime.settings import ServerSettings
 from openscore.runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
 from openscore.runtime.v2_routes import V2Routes
-from openscore.http_server import Handler, make_server
 from openscore.runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")

@@ -124,7 +124,7 @@ class Worker:
             if inspect.iscoroutinefunction(script.init):
                 await script.init()
             served = with_run_batch(script, s)  # run_batch(list): requests batched into one call
-        except BaseException as e:  # noqa: BLE001 - any init failure stops the worker with code 3
+        except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 raise
             log.error("The entry script %s failed to %s:\n%s", s.entry_script_path(),

@@ -40,7 +40,7 @@ class ServerProcess:
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 30.0, path: str = "/readyz") -> "ServerProcess":
+    def wait_ready(self, timeout: float = 30.0, path: str = "/readyz") -> ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

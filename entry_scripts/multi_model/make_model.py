@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 from model_files import save_bytes, version_dir  # noqa: E402
 
 
-
 def _pickle(model):
     buf = io.BytesIO()
     joblib.dump(model, buf)

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from model_files import save_model_file  # noqa: E402
+
 MODEL_NAME = "numpy_schema"
 MODEL_VERSION = 1
 

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from model_files import save_model_file  # noqa: E402
+
 MODEL_NAME = "onnx_model"
 MODEL_VERSION = 1
 # opsets that every onnxruntime >= 1.17 runs

@@ -15,6 +15,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from model_files import save_model_file  # noqa: E402
+
 MODEL_NAME = "rawhttp_image"
 MODEL_VERSION = 1
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from openscore.accelerators import (BatcherClosedError, BatcherOptions, DynamicBatcher, QueueFullError, QueueTimeoutError)
+from openscore.accelerators import BatcherClosedError, BatcherOptions, DynamicBatcher, QueueFullError, QueueTimeoutError
 from openscore.accelerators.metrics import ModelMetrics
 
 
@@ -54,7 +54,7 @@ def test_idle_instance_dispatches_alone_then_queued_requests_coalesce():
 
 def test_max_batch_size_and_preferred_sizes():
     w = GatedWorker()
-    b, first = blocked(w, max_batch_size=4, preferred_batch_sizes=(2,))
+    b, _first = blocked(w, max_batch_size=4, preferred_batch_sizes=(2,))
     futs = [b.submit(i) for i in range(7)]
     w.release()
     [f.result(10) for f in futs]
@@ -109,7 +109,7 @@ def test_queue_timeout_fails_only_that_request():
 
 def test_queue_timeout_from_asyncio():
     w = GatedWorker()
-    b, first = blocked(w, max_batch_size=4)
+    b, _first = blocked(w, max_batch_size=4)
 
     async def main():
         with pytest.raises(QueueTimeoutError):
@@ -122,7 +122,7 @@ def test_queue_timeout_from_asyncio():
 
 def test_bounded_queue_rejects_when_full():
     w = GatedWorker()
-    b, first = blocked(w, max_queue_size=2)
+    b, _first = blocked(w, max_queue_size=2)
     b.submit(1), b.submit(2)
     with pytest.raises(QueueFullError, match="queue full"):
         b.submit(3)
@@ -149,7 +149,7 @@ def test_shutdown_with_requests_in_flight_fails_queued_cleanly():
 
 def test_shutdown_drains_queued_requests():
     w = GatedWorker()
-    b, first = blocked(w)
+    b, _first = blocked(w)
     queued = [b.submit(i) for i in range(3)]
     w.release()
     b.close(drain=True)
@@ -186,7 +186,7 @@ def test_options_are_validated():
 def test_row_sizes_bound_the_batch():
     w = GatedWorker()
     b = DynamicBatcher([w], BatcherOptions(max_batch_size=8), size=len)
-    first = b.submit(np.zeros(1))
+    b.submit(np.zeros(1))
     assert w.started.wait(10)
     futs = [b.submit(np.zeros(n)) for n in (3, 4, 2, 9)]
     w.release()

@@ -2,11 +2,18 @@ import json
 
 import pytest
 
-from openscore.accelerators import (DeviceNotFoundError, InvalidDeviceNameError, current_device, inventory, parse_device,
-                          resolve_device, set_current_device)
+from openscore.accelerators import (
+    DeviceNotFoundError,
+    InvalidDeviceNameError,
+    current_device,
+    inventory,
+    parse_device,
+    resolve_device,
+    set_current_device,
+)
 from openscore.accelerators.cli import add_devices_command
-from openscore.cli import main
 from openscore.accelerators.devices import DeviceRequest, cuda_devices
+from openscore.cli import main
 
 
 @pytest.mark.parametrize("text,want", [

@@ -37,7 +37,7 @@ def test_concurrent_predict_routes_outputs_exactly(mlp_path, device):
         async def many():
             return await asyncio.gather(*(m.predict_async({"x": x}) for x in xs))
         aouts = [o["y"] for o in asyncio.run(many())]
-        for x, ref, out, aout in zip(xs, refs, outs, aouts):
+        for _x, ref, out, aout in zip(xs, refs, outs, aouts):
             assert out.shape == ref.shape == aout.shape
             np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(aout, ref, rtol=1e-4, atol=1e-5)

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from openscore.accelerators import TensorSpec
-from openscore.accelerators.v2_codec import (RequestedOutput, V2Error, decode_infer_request, encode_infer_request,
-                                   encode_infer_response, error_body, model_metadata, parse_header_length)
+from openscore.accelerators.v2_codec import (
+    RequestedOutput,
+    V2Error,
+    decode_infer_request,
+    encode_infer_request,
+    encode_infer_response,
+    error_body,
+    model_metadata,
+    parse_header_length,
+)
 
 
 def body(doc):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from routerkit import RouterStarter  # noqa: E402
+from routerkit import RouterStarter
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class RouterProcess:
         return r.json()
 
     def wait_ready(self, name: str | None = None, replicas: int = 1, timeout: float = 30.0,
-                   version: str | None = None) -> "RouterProcess":
+                   version: str | None = None) -> RouterProcess:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:

@@ -5,7 +5,6 @@ import time
 import jwt
 import pytest
 import requests
-
 from routerkit import ADMIN_KEY, service
 
 

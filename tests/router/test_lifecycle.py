@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 import requests
-
 from routerkit import service
 
 OPEN = {"authEnabled": False}

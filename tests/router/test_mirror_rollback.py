@@ -4,7 +4,6 @@ import re
 import time
 
 import requests
-
 from routerkit import service
 
 ECHO = str(service("echo.py")["entryScript"])

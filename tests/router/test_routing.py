@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from routerkit import service
 
 JSON = {"Content-Type": "application/json"}

@@ -1,14 +1,13 @@
 """The file store (watched, changed from outside) and autoscaling of real replicas under a load step."""
 
 import asyncio
-import json
 import threading
 import time
 
 import requests
+from routerkit import service
 
 from openscore.router.state import FileStateStore
-from routerkit import SCRIPTS, service
 
 
 def test_file_store_keys_and_watch(tmp_path):

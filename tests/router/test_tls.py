@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import requests
-
 from routerkit import ROOT, service
 
 

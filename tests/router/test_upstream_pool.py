@@ -218,7 +218,7 @@ def test_streamed_bodies_both_ways(loop_factory):
     big = b"r" * (3 * 1024 * 1024)
 
     async def behave(index, n, req, writer):
-        line, headers, body = req
+        _line, headers, body = req
         if body.startswith(b"big"):
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for i in range(0, len(big), 100_000):

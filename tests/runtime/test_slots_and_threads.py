@@ -82,7 +82,7 @@ def test_pool_returns_results_exceptions_and_times_out_without_reusing_stuck_thr
 
     async def main():
         pool = RunThreadPool("t")
-        ok, name, _ = await pool.call(work, {"x": 1}, "r1", 5)
+        ok, _name, _ = await pool.call(work, {"x": 1}, "r1", 5)
         assert ok
         ok, err, _ = await pool.call(work, {"x": "raise"}, "r2", 5)
         assert not ok and isinstance(err, ValueError)

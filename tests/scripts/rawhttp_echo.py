@@ -1,7 +1,7 @@
 """@rawhttp run(): reports what the request object offers, and returns AMLResponse in its forms."""
 import json
 
-from azureml.contrib.services.aml_request import AMLRequest, rawhttp
+from azureml.contrib.services.aml_request import rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
 
 
