@@ -58,7 +58,7 @@ class Backend(abc.ABC):
         """The execution providers / engines really in use (for logs and metadata)."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (not abstract: a backend with nothing to release needs no close)
         """Release device resources; the default has nothing to release."""
 
     @property

@@ -137,8 +137,8 @@ class DynamicBatcher:
         fut = asyncio.wrap_future(item.future)
         try:
             if item.deadline is not None:
-                done, _ = await asyncio.wait({fut}, timeout=max(0.0, item.deadline - time.monotonic()))
-                if not done and self._cancel(item):
+                finished, _ = await asyncio.wait({fut}, timeout=max(0.0, item.deadline - time.monotonic()))
+                if not finished and self._cancel(item):
                     raise self._timeout_error(item)
             return await fut
         except asyncio.CancelledError:
@@ -243,7 +243,8 @@ class DynamicBatcher:
                     return None
                 self._wake[i].wait()
             head = self._queue[0]
-            chosen, total = [], 0
+            chosen: list[_Item] = []
+            total = 0
             for it in self._queue:
                 if it.key != head.key:
                     continue

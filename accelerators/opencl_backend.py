@@ -91,7 +91,7 @@ def _fuse_relu(ops: list[Op], graph_outputs: set[str]) -> list[Op]:
         for n in op.inputs:
             uses[n] = uses.get(n, 0) + 1
     producer = {op.outputs[0]: op for op in ops}
-    out = []
+    out: list[Op] = []
     for op in ops:
         src = producer.get(op.inputs[0]) if op.inputs else None
         if (getattr(op, "node", None) is not None and op.node.op_type == "Relu" and src is not None
@@ -115,6 +115,8 @@ class _Plan:
 def cl_device(info: DeviceInfo):
     import pyopencl as cl
 
+    if info.platform_index is None or info.device_index is None:
+        raise DeviceNotFoundError(f"{info.name} is not an OpenCL device")
     try:
         return cl.get_platforms()[info.platform_index].get_devices()[info.device_index]
     except (IndexError, cl.Error) as e:

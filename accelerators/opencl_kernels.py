@@ -267,5 +267,5 @@ __kernel void global_pool(__global const float* X, __global float* Y, const int 
 }
 """
 
-KERNEL_NAMES = ("matmul_tiled", "matmul_rows", "matmul_v8", "binary_same", "binary_bcast", "unary", "softmax", "transpose",
-                "copy_block", "channel_affine", "conv2d", "pool2d", "global_pool")
+KERNEL_NAMES = ("matmul_tiled", "matmul_rows", "matmul_v8", "binary_same", "binary_bcast", "unary", "softmax",
+                "transpose", "copy_block", "channel_affine", "conv2d", "pool2d", "global_pool")

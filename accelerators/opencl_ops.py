@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from onnx import helper, numpy_helper
@@ -163,7 +164,7 @@ class MatMul(Op):
 # ---------------------------------------------------------------- elementwise
 
 class Binary(Op):
-    CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6}
+    CODES: ClassVar[dict[str, int]] = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6}
 
     def __init__(self, node, g):
         super().__init__(node, g)
@@ -189,9 +190,9 @@ class Binary(Op):
 
 
 class Unary(Op):
-    CODES = {"Relu": 0, "Sigmoid": 1, "Tanh": 2, "Exp": 3, "Log": 4, "Sqrt": 5, "Neg": 6, "Abs": 7,
-             "LeakyRelu": 8, "Clip": 9, "Erf": 11, "Elu": 12, "Softplus": 13, "Reciprocal": 14,
-             "HardSigmoid": 15}
+    CODES: ClassVar[dict[str, int]] = {
+        "Relu": 0, "Sigmoid": 1, "Tanh": 2, "Exp": 3, "Log": 4, "Sqrt": 5, "Neg": 6, "Abs": 7, "LeakyRelu": 8,
+        "Clip": 9, "Erf": 11, "Elu": 12, "Softplus": 13, "Reciprocal": 14, "HardSigmoid": 15}
 
     def __init__(self, node, g):
         super().__init__(node, g)

@@ -50,7 +50,10 @@ def cnn(channels: int = 3, size: int = 16, classes: int = 10, seed: int = 0) -> 
     """x[N, C, H, W] -> Conv/BN/Relu/MaxPool -> Conv(group, pad)/Relu/AveragePool -> Conv/GlobalAveragePool
     -> Flatten -> Gemm -> Sigmoid; plus a second output (Tanh of a transposed, concatenated branch)."""
     rng = np.random.default_rng(seed)
-    r = lambda *s: rng.standard_normal(s) * 0.3  # noqa: E731
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape) * 0.3
+
     inits = [_init("c1w", r(8, channels, 3, 3)), _init("c1b", r(8)),
              _init("bn_s", 1 + 0.1 * r(8)), _init("bn_b", r(8)), _init("bn_m", r(8)),
              _init("bn_v", 0.5 + np.abs(r(8))),

@@ -64,8 +64,8 @@ def _fmt(shape) -> str:
 
 def batch_rows(tensors: Tensors) -> int:
     """Rows of one request (first dimension, the same for every input)."""
-    rows = {a.shape[0] if a.ndim else None for a in tensors.values()}
-    if len(rows) != 1 or None in rows:
+    rows = {a.shape[0] if a.ndim else -1 for a in tensors.values()}
+    if len(rows) != 1 or -1 in rows:
         raise InvalidInputError(f"inputs disagree on the batch (first) dimension: "
                                 f"{ {k: a.shape for k, a in tensors.items()} }")
     return rows.pop()
@@ -91,7 +91,7 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     if a0.dtype.hasobject or not all(a.flags.c_contiguous and a.dtype == a0.dtype for a in arrays):
         return np.concatenate(arrays, axis=0)
     try:
-        buf = bytearray().join(arrays)
+        buf = bytearray().join(arrays)  # type: ignore[arg-type]  # ndarrays are buffers (stubs say so for 3.12+)
     except (BufferError, TypeError, ValueError):
         return np.concatenate(arrays, axis=0)
     return np.frombuffer(buf, a0.dtype).reshape((-1,) + a0.shape[1:])

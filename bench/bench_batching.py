@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,8 @@ class Server:
         self.log = logdir / f"serve-mbs{max_batch_size}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [*(pin or []), sys.executable, "-m", "openscore", "serve", "--model", model, "--max-batch-size", str(max_batch_size),
+                [*(pin or []), sys.executable, "-m", "openscore", "serve", "--model", model,
+                 "--max-batch-size", str(max_batch_size),
                  # the same slots on and off, so 64 in flight never overflows the queue when batching is off
                  "--max-concurrent-requests", "128",
                  "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", *(extra or [])],
@@ -152,8 +154,8 @@ class Server:
 
 
 def wrk(port: int, lua: Path, path: str, conns: int, seconds: float, pin: list[str] | None = None) -> dict:
-    out = subprocess.run([*(pin or []), "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
-                          "-s", str(lua), f"http://127.0.0.1:{port}{path}"],
+    out = subprocess.run([*(pin or []), "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "--timeout", "10s", "-s", str(lua), f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
@@ -297,7 +299,7 @@ def main() -> None:
           f"the same cores; every figure below includes that contention")
 
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    direct_p50 = statistics.median(timed_loop(lambda: sess.run(None, {"x": x1}), s))
+    direct_p50 = statistics.median(timed_loop(partial(sess.run, None, {"x": x1}), s))
     batch16, limit = rows_per_s(sess, x16, s), rows_per_s(sess, x32, s)
     del sess
     can_pin = bool(args.pin and not args.no_server and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
@@ -322,11 +324,11 @@ def main() -> None:
         lat: dict = {"off": [], "on": []}
         for _ in range(args.rounds):  # alternate, as for the server
             for label, m in models.items():
-                lat[label] += timed_loop(lambda: m.predict(x1), s / args.rounds)
+                lat[label] += timed_loop(partial(m.predict, x1), s / args.rounds)
         for label, m in models.items():
             inproc[label, 1] = statistics.median(lat[label])
             for callers in (16, 64):
-                inproc[label, callers] = closed_loop(lambda: m.predict(x1), callers, s)
+                inproc[label, callers] = closed_loop(partial(m.predict, x1), callers, s)
     finally:
         for m in models.values():
             m.close()

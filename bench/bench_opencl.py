@@ -10,6 +10,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def main() -> None:
         for batch in (1, 32):
             x = {"x": np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)}
             err = max(float(np.abs(ocl.run(x)[k] - v).max()) for k, v in cpu.run(x).items())
-            t_ocl, t_cpu = p50(lambda: ocl.run(x), args.seconds), p50(lambda: cpu.run(x), args.seconds)
+            t_ocl, t_cpu = p50(partial(ocl.run, x), args.seconds), p50(partial(cpu.run, x), args.seconds)
             print(f"{name:11s} batch {batch:2d}: opencl {t_ocl * 1e3:8.3f} ms  onnxruntime {t_cpu * 1e3:7.3f} ms  "
                   f"ratio {t_ocl / t_cpu:6.1f}x slower  ({batch / t_ocl:7.0f} vs {batch / t_cpu:7.0f} rows/s, "
                   f"max abs err {err:.1e}, load {load:.2f} s)")

@@ -122,8 +122,9 @@ def main() -> int:
     port = free_port()
     env = dict(os.environ)
     log = open(tmp / "router.log", "wb")
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "openscore", "router", "--workspace", str(tmp / "ws"),
-                             "--config", str(tmp / "services.json"), "--port", str(port), "--admin-key", ADMIN],
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "openscore", "router",
+                             "--workspace", str(tmp / "ws"), "--config", str(tmp / "services.json"),
+                             "--port", str(port), "--admin-key", ADMIN],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     results: dict = {}
     try:

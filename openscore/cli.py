@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from openscore import __version__
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _unavailable(name: str, error: ImportError):  # type: ignore[no-untyped-def]
+def _unavailable(name: str, error: ImportError) -> Callable[[argparse.Namespace], int]:
     def run(_args: argparse.Namespace) -> int:
         print(f"openscore {name}: error: {error}", file=sys.stderr)
         return 1

@@ -14,10 +14,9 @@ AZURE_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s
 class UtcFormatter(logging.Formatter):
     """Azure's line format with UTC times, as azmlinfsrv writes them."""
 
-    converter = time.gmtime
-
     def __init__(self) -> None:
         super().__init__(AZURE_FORMAT)
+        self.converter = time.gmtime  # set on the instance: as a class attribute mypy takes it for a method
 
 
 class BatchedLineWriter:

@@ -16,6 +16,11 @@ from PIL import Image, ImageFilter, ImageStat, UnidentifiedImageError
 
 MAX_SIZE = 1024
 
+# set by init()
+kernel: np.ndarray
+kernel_filter: ImageFilter.Kernel
+default_size: int
+
 
 def init():
     global kernel_filter, default_size, kernel

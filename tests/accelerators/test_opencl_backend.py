@@ -91,7 +91,7 @@ def test_single_operator_matches(tmp_path, opencl_device, single_op_model, op, i
 
 def test_unsupported_operator_is_named_at_load(tmp_path, single_op_model):
     path = single_op_model(tmp_path / "m.onnx", "Cos", {"a": [3]}, {"y": [3]})
-    with pytest.raises(UnsupportedModelError, match="operator Cos .* not supported by the OpenCL backend"):
+    with pytest.raises(UnsupportedModelError, match=r"operator Cos .* not supported by the OpenCL backend"):
         parse_model(path)
 
 
@@ -99,14 +99,14 @@ def test_unsupported_dtype_is_named_at_load(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2])
     y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2])
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
-    with pytest.raises(UnsupportedModelError, match="'x' has data type float64.*float32 only"):
+    with pytest.raises(UnsupportedModelError, match=r"'x' has data type float64.*float32 only"):
         parse_model(model)
 
 
 def test_unsupported_attribute_is_named(tmp_path, single_op_model):
     path = single_op_model(tmp_path / "m.onnx", "MaxPool", {"x": [1, 1, 4, 4]}, {"y": None},
                            kernel_shape=[2, 2], storage_order=1)
-    with pytest.raises(UnsupportedModelError, match="MaxPool node .*storage_order=1"):
+    with pytest.raises(UnsupportedModelError, match=r"MaxPool node .*storage_order=1"):
         parse_model(path)
 
 

@@ -62,7 +62,8 @@ def image() -> str:
                            capture_output=True, text=True, timeout=1500)
     if build.returncode == 4:
         pytest.skip(f"no base image can be made here: {build.stderr.strip()[-800:]}")
-    assert build.returncode == 0, f"images/build.sh failed ({build.returncode}):\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    assert build.returncode == 0, (f"images/build.sh failed ({build.returncode}):\n"
+                                   f"{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
     return IMAGE
 
 
