@@ -148,14 +148,19 @@ def test_response_parser_is_the_c_one() -> None:
 
 # ---------------------------------------------------------------------- the internals at work
 def test_request_handler_gets_what_the_subclass_reads() -> None:
-    """http_server's handler reads the server back from `_manager` and builds requests on `protocol._loop`."""
+    """http_server's factory passes the Server's `_loop` and `_kwargs` on; its handler reads the server back
+    from `_manager` and builds requests on `protocol._loop`."""
     async def main() -> None:
         server = http_server.make_server(_ok, max_body_bytes=10, log=logging.getLogger("t"),
                                          internal_error_text="internal")
+        loop = asyncio.get_running_loop()
+        assert getattr(server, "_loop", None) is loop, f"Server._loop is not the loop ({HTTP_SERVER})"
+        assert getattr(server, "_kwargs", {}).get("access_log", _) is None, (
+            f"Server._kwargs no longer keeps the handler's keyword arguments ({HTTP_SERVER})")
         handler = server()
         assert isinstance(handler, web_protocol.RequestHandler)
         assert handler._manager is server, f"RequestHandler._manager no longer holds the Server ({HTTP_SERVER})"
-        assert handler._loop is asyncio.get_running_loop(), f"RequestHandler._loop is not the loop ({HTTP_SERVER})"
+        assert handler._loop is loop, f"RequestHandler._loop is not the loop ({HTTP_SERVER})"
     asyncio.run(main())
 
 
