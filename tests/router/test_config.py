@@ -92,6 +92,7 @@ def test_endpoint_rules():
 
 def test_yaml_file_with_relative_paths(tmp_path):
     (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "score.py").write_text("def init(): pass\ndef run(d): return d\n")
     f = tmp_path / "services.yml"
     f.write_text("services:\n  my-svc:\n    computeType: aks\n    sourceDirectory: app\n"
                  "    entryScript: score.py\n    numReplicas: 2\n    sslEnabled: true  # unknown: ignored\n")
