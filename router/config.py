@@ -517,7 +517,7 @@ def load_services_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Serv
     try:
         doc = yaml.safe_load(p.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(str(p), f"cannot be read as JSON or YAML: {' '.join(str(e).split())}") from e
+        raise ConfigError("(document)", f"cannot be read as JSON or YAML: {' '.join(str(e).split())}") from e
     specs = parse_services_document(doc, p.parent, files_must_exist=True)
     for line in config_warnings(doc, str(p)):
         log.warning("%s", line)

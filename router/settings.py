@@ -42,7 +42,7 @@ class RouterSettings(BaseSettings):
     config: Path | None = Field(None, description="services file (JSON or YAML) applied at start")
     # listening
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
-    port: int = Field(8080, ge=1, le=65535, description="port")
+    port: int = Field(8080, ge=0, le=65535, description="port (0: any free port)")
     tls_cert: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS, TLS 1.2 or later")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
     # auth
@@ -114,11 +114,11 @@ def _first_error(e: ValidationError, flags: Mapping[str, Any]) -> RouterSettings
     err = e.errors(include_url=False)[0]
     loc = [str(p) for p in err.get("loc", ())]
     msg = err.get("msg", "is invalid").removeprefix("Value error, ")
-    if not loc:  # a model-level rule (tls pair)
-        if "tls_cert" in msg:
-            key = "--tls-cert" if flags.get("tls_cert") or flags.get("tls_key") else f"{ENV_PREFIX}TLS_CERT"
-            return RouterSettingsError(key, msg.replace("tls_cert", "the certificate").replace("tls_key", "key"))
-        return RouterSettingsError("settings", msg)
+    if not loc:  # a model-level rule: the TLS pair
+        if flags.get("tls_cert") or flags.get("tls_key"):
+            return RouterSettingsError("--tls-cert", "--tls-cert and --tls-key go together")
+        return RouterSettingsError(f"{ENV_PREFIX}TLS_CERT",
+                                   f"{ENV_PREFIX}TLS_CERT and {ENV_PREFIX}TLS_KEY go together")
     field = loc[0]
     if err.get("type") == "extra_forbidden":
         return RouterSettingsError(ENV_PREFIX + field.upper(), "is not a router setting")
