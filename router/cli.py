@@ -122,7 +122,7 @@ def _print_sizing(args: argparse.Namespace) -> int:
 
 
 def _admin_key(s: RouterSettings, workspace: Path) -> str:
-    if s.admin_key is not None:  # the flag, else OPENSCORE_ROUTER_ADMIN_KEY
+    if s.admin_key is not None and s.admin_key.get_secret_value():  # the flag, else OPENSCORE_ROUTER_ADMIN_KEY
         return s.admin_key.get_secret_value()
     path = s.admin_key_file or workspace / "admin.key"
     try:
