@@ -4,6 +4,9 @@
                      [--admin-key KEY | --admin-key-file F | OPENSCORE_ROUTER_ADMIN_KEY]
                      [--tls-cert C --tls-key K] [--token-lifetime-s S] [--scale-down-window-s S]
     openscore router --size-for-rps 20 --request-seconds 10 [--target-utilization 70] [--slots 1]
+
+Every setting is also an `OPENSCORE_ROUTER_<FLAG>` variable (router/settings.py); flags win. A bad value
+is exit code 1 and one line naming the flag or variable.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import signal
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from openscore.router.settings import RouterSettings
 
 log = logging.getLogger("openscore.router")
 EXIT_CONFIG = 1
@@ -28,20 +34,28 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("router", help="the front end for many services: routing, auth, rollout, "
                                              "autoscaling (azureml-fe's counterpart)")
     a = p.add_argument
+    # Defaults live in RouterSettings: a flag left out (None) lets its OPENSCORE_ROUTER_* variable apply.
     a("--workspace", help="folder holding the desired state, keys and replica logs (required to run)")
-    a("--config", help="services file (JSON or YAML, Azure deploymentconfig keys) applied at start")
-    a("--host", default=os.environ.get("OPENSCORE_ROUTER_HOST", "127.0.0.1"), help="bind address (127.0.0.1)")
-    a("--port", type=int, default=int(os.environ.get("OPENSCORE_ROUTER_PORT", "8080")), help="port (8080)")
+    a("--config", help="services file (JSON or YAML, Azure deploymentconfig keys) applied at start; relative "
+                       "paths in it resolve against its folder")
+    a("--host", help="bind address (127.0.0.1)")
+    a("--port", help="port (8080)")
     a("--admin-key", help="admin API key (prefer OPENSCORE_ROUTER_ADMIN_KEY or --admin-key-file; "
                           "default: generated into <workspace>/admin.key)")
     a("--admin-key-file", help="file holding the admin API key")
     a("--tls-cert", help="PEM certificate (chain): serve HTTPS, TLS 1.2 or later")
     a("--tls-key", help="PEM private key for --tls-cert")
-    a("--token-lifetime-s", type=int, default=3600, help="lifetime of issued tokens (3600)")
-    a("--scale-down-window-s", type=float, default=60.0, help="stable window before scaling down (60)")
-    a("--graceful-timeout-s", type=float, default=30.0, help="drain time on SIGTERM (30)")
-    a("--no-access-log", dest="access_log", action="store_false", help="no line per request")
-    a("--log-level", default=os.environ.get("OPENSCORE_ROUTER_LOG_LEVEL", "info"))
+    a("--token-lifetime-s", help="lifetime of issued tokens (3600)")
+    a("--scale-down-window-s", help="stable window before scaling down (60)")
+    a("--graceful-timeout-s", help="drain time on SIGTERM (30)")
+    a("--drain-timeout-s", help="longest wait for a retired replica's in-flight requests (330)")
+    a("--no-access-log", dest="access_log", action="store_const", const=False, default=None,
+      help="no line per request")
+    a("--log-level", help="debug, info, warning, error or critical (info)")
+    a("--probe-interval-s", help="readiness probe period while a replica starts (0.1)")
+    a("--ready-probe-interval-s", help="readiness probe period once a replica is ready (1)")
+    a("--replica-graceful-s", help="a replica's drain time before it is killed (10)")
+    a("--max-backoff-s", help="longest wait before restarting a crashing replica (10)")
     a("--size-for-rps", type=float, help="print the replicas needed for this many requests/s and exit")
     a("--request-seconds", type=float, help="with --size-for-rps: time one request takes")
     a("--target-utilization", type=float, default=70.0, help="with --size-for-rps: percent (70)")
@@ -53,27 +67,36 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
 def run_router_command(args: argparse.Namespace) -> int:
     if args.size_for_rps is not None:
         return _print_sizing(args)
-    if not args.workspace:
-        print("openscore router: error: --workspace is required", file=sys.stderr)
-        return EXIT_CONFIG
     try:
         import jwt  # noqa: F401
+        import pydantic_settings  # noqa: F401
         import yaml  # noqa: F401
     except ImportError as e:
         print(f"openscore router: error: {e.name} is missing; install the router extra: "
               "pip install 'openscore[router]'", file=sys.stderr)
         return EXIT_CONFIG
+    from openscore.router.settings import RouterSettingsError, load_router_settings, unknown_variables
+    try:
+        settings = load_router_settings(vars(args))
+    except RouterSettingsError as e:
+        print(f"openscore router: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if settings.workspace is None:
+        print("openscore router: error: --workspace is required (or OPENSCORE_ROUTER_WORKSPACE)", file=sys.stderr)
+        return EXIT_CONFIG
     from openscore.log_lines import UtcFormatter
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(UtcFormatter())  # UTC like the replicas' lines, so the two logs line up
-    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    for line in unknown_variables():
+        log.warning("%s", line)
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
     try:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(settings))
     except _ConfigFailure as e:
         print(f"openscore router: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -98,15 +121,16 @@ def _print_sizing(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_key(args: argparse.Namespace, workspace: Path) -> str:
-    if args.admin_key:
-        return args.admin_key
-    if os.environ.get("OPENSCORE_ROUTER_ADMIN_KEY"):
-        return os.environ["OPENSCORE_ROUTER_ADMIN_KEY"]
-    path = Path(args.admin_key_file) if args.admin_key_file else workspace / "admin.key"
-    if path.exists():
-        return path.read_text().strip()
-    if args.admin_key_file:
+def _admin_key(s: RouterSettings, workspace: Path) -> str:
+    if s.admin_key is not None and s.admin_key.get_secret_value():  # the flag, else OPENSCORE_ROUTER_ADMIN_KEY
+        return s.admin_key.get_secret_value()
+    path = s.admin_key_file or workspace / "admin.key"
+    try:
+        if path.exists():
+            return path.read_text().strip()
+    except OSError as e:
+        raise _ConfigFailure(f"cannot read the admin key file {path}: {e.strerror or e}") from e
+    if s.admin_key_file:
         raise _ConfigFailure(f"--admin-key-file {path} does not exist")
     key = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -116,14 +140,14 @@ def _admin_key(args: argparse.Namespace, workspace: Path) -> str:
     return key
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
+def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     return ctx
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: RouterSettings) -> int:
     from aiohttp import web
 
     from openscore.router.auth import AdminAuth, TokenAuthority
@@ -134,28 +158,33 @@ async def _serve(args: argparse.Namespace) -> int:
     from openscore.router.server import make_server
     from openscore.router.state import FileStateStore
 
-    workspace = Path(args.workspace).resolve()
+    assert args.workspace is not None
+    workspace = args.workspace.resolve()
+    try:  # first: a broken services file is one error line, before anything is written
+        raw = load_services_file(args.config)[0] if args.config else None
+    except ConfigError as e:
+        raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
     store = FileStateStore(workspace)
     try:
         admin = AdminAuth(_admin_key(args, workspace))
     except ValueError as e:
         raise _ConfigFailure(str(e)) from e
-    if args.config:
+    if raw is not None:
         try:
-            raw, _ = load_services_file(args.config)
             store.put_services(raw)
         except ConfigError as e:
             raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
     store.ensure_signing_key()
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise _ConfigFailure("--tls-cert and --tls-key go together")
     try:
-        ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+        ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
     except (OSError, ssl.SSLError) as e:
         raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
 
-    router = Router(store, LocalProcessTarget(workspace), tokens=TokenAuthority(args.token_lifetime_s),
-                    scale_down_window_s=args.scale_down_window_s)
+    target = LocalProcessTarget(workspace, probe_interval_s=args.probe_interval_s,
+                                ready_probe_interval_s=args.ready_probe_interval_s,
+                                graceful_s=args.replica_graceful_s, max_backoff_s=args.max_backoff_s)
+    router = Router(store, target, tokens=TokenAuthority(args.token_lifetime_s),
+                    scale_down_window_s=args.scale_down_window_s, drain_timeout_s=args.drain_timeout_s)
     front = Frontend(router, admin, access_log_enabled=args.access_log)
     server = make_server(front.handle)
     loop = asyncio.get_running_loop()

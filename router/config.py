@@ -5,11 +5,19 @@ version named after it, an `aksendpoint` declares up to six `versions`. Keeping 
 scaling and metrics never special-case the two Azure types.
 
 Every error names the key path and the rule, e.g. ``services.echo.autoScaler.maxReplicas: must be >=
-autoScaler.minReplicas (3)``. Unknown keys are ignored, as Azure's parser does.
+autoScaler.minReplicas (3)``. Unknown keys are ignored, as Azure's parser does, with a warning that names
+the nearest known key (`config_warnings`; the key list and a JSON Schema are in router/config_schema.py).
+
+Paths: in a services file, a relative `sourceDirectory` or `modelDir` resolves against the file's folder and a
+relative `entryScript` against `sourceDirectory` (Azure's rule), else against the file's folder. A document
+with no folder of its own (the admin API: `base_dir=None`) must give absolute paths; a relative one is refused
+naming the key. With no `sourceDirectory`, the entry script's folder is the app root (the replica's cwd).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import re
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("openscore.router.config")
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
 MAX_VERSIONS = 6
@@ -52,6 +61,26 @@ class AutoscaleSpec:
 
 
 @dataclass(frozen=True)
+class ResourceSpec:
+    """containerResourceRequirements: per-replica requests and limits (Azure's defaults)."""
+    cpu: float = 0.1                       # cores requested
+    memory_gb: float = 0.5                 # memoryInGB requested
+    cpu_limit: float | None = None         # cpuLimit
+    memory_gb_limit: float | None = None   # memoryInGBLimit
+    gpu: int = 0                           # containerResourceRequirements.gpu
+
+
+@dataclass(frozen=True)
+class LivenessSpec:
+    """livenessProbeRequirements (Azure's defaults, spec 2.1)."""
+    period_s: int = 10                     # periodSeconds
+    initial_delay_s: int = 310             # initialDelaySeconds
+    timeout_s: int = 2                     # timeoutSeconds
+    success_threshold: int = 1             # successThreshold
+    failure_threshold: int = 3             # failureThreshold
+
+
+@dataclass(frozen=True)
 class VersionSpec:
     """One deployable version: what its replicas run, how many, and the router limits in front of them."""
 
@@ -70,11 +99,23 @@ class VersionSpec:
     version_type: str = TREATMENT
     workers: int = 1                       # openscore extension: worker processes per replica
     replica_args: tuple[str, ...] = ()     # openscore extension: extra `openscore serve` flags
+    resources: ResourceSpec = ResourceSpec()
+    gpu_cores: int | None = None           # gpuCores (the file's top-level key); wins over resources.gpu
+    liveness: LivenessSpec = LivenessSpec()
+    namespace: str | None = None           # the service's (endpoint-level for an aksendpoint)
+    image: str | None = None               # container image (Kubernetes targets; the local target ignores it)
+    instance_type: str | None = None       # instanceType: the pool (SKU) its replicas run on
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per replica: gpuCores, else containerResourceRequirements.gpu."""
+        return self.gpu_cores if self.gpu_cores is not None else self.resources.gpu
 
     def launch_fingerprint(self) -> tuple[Any, ...]:
-        """What, if changed, needs new replica processes (everything else applies in the router)."""
+        """What, if changed, needs new replicas (everything else applies in the router)."""
         return (self.entry_script, self.app_root, self.model_dir, tuple(sorted(self.environment.items())),
-                self.slots_per_replica, self.scoring_timeout_ms, self.workers, self.replica_args)
+                self.slots_per_replica, self.scoring_timeout_ms, self.workers, self.replica_args,
+                self.resources, self.gpus, self.liveness, self.namespace, self.image, self.instance_type)
 
     @property
     def initial_replicas(self) -> int:
@@ -92,6 +133,7 @@ class ServiceSpec:
     secondary_key: str | None = None
     description: str = ""
     max_body_bytes: int = 100 * 1024 * 1024
+    namespace: str | None = None
     # mirrorTraffic: version -> percent of the endpoint's requests copied to it, the copy's answer discarded
     mirror: Mapping[str, float] = field(default_factory=dict)
 
@@ -197,24 +239,44 @@ def _autoscale(d: Mapping[str, Any], path: str, num_replicas: int | None) -> Aut
     return spec
 
 
-def _check_resources(d: Mapping[str, Any], path: str) -> None:
+def _resources(d: Mapping[str, Any], path: str) -> tuple[ResourceSpec, int | None, LivenessSpec]:
     r = _obj(d, "containerResourceRequirements", path)
     rp = f"{path}.containerResourceRequirements" if path else "containerResourceRequirements"
     cpu = _num(r, "cpu", rp, minimum=0)
     mem = _num(r, "memoryInGB", rp, minimum=0)
     cpu_limit = _num(r, "cpuLimit", rp, minimum=0)
     mem_limit = _num(r, "memoryInGBLimit", rp, minimum=0)
-    _num(r, "gpu", rp, integer=True, minimum=0, exclusive=False)
-    _num(d, "gpuCores", path, integer=True, minimum=0, exclusive=False)
+    gpu = _num(r, "gpu", rp, integer=True, minimum=0, exclusive=False)
+    gpu_cores = _num(d, "gpuCores", path, integer=True, minimum=0, exclusive=False)
     if cpu_limit is not None and cpu_limit < (cpu if cpu is not None else 0.1):
         raise ConfigError(f"{rp}.cpuLimit", f"must be >= containerResourceRequirements.cpu ({cpu or 0.1:g})")
     if mem_limit is not None and mem_limit < (mem if mem is not None else 0.5):
         raise ConfigError(f"{rp}.memoryInGBLimit",
                           f"must be >= containerResourceRequirements.memoryInGB ({mem or 0.5:g})")
+    if gpu is not None and gpu_cores is not None and gpu != gpu_cores:
+        raise ConfigError(f"{path}.gpuCores" if path else "gpuCores",
+                          f"is {gpu_cores} but containerResourceRequirements.gpu is {gpu}: give one of the two")
     lp_path = f"{path}.livenessProbeRequirements" if path else "livenessProbeRequirements"
     lp = _obj(d, "livenessProbeRequirements", path)
-    for k in ("periodSeconds", "initialDelaySeconds", "timeoutSeconds", "successThreshold", "failureThreshold"):
-        _num(lp, k, lp_path, integer=True, minimum=0)
+    probe = {k: _num(lp, k, lp_path, integer=True, minimum=0) for k in
+             ("periodSeconds", "initialDelaySeconds", "timeoutSeconds", "successThreshold", "failureThreshold")}
+    dflt = LivenessSpec()
+    liveness = LivenessSpec(
+        period_s=probe["periodSeconds"] or dflt.period_s,
+        initial_delay_s=probe["initialDelaySeconds"] or dflt.initial_delay_s,
+        timeout_s=probe["timeoutSeconds"] or dflt.timeout_s,
+        success_threshold=probe["successThreshold"] or dflt.success_threshold,
+        failure_threshold=probe["failureThreshold"] or dflt.failure_threshold)
+    resources = ResourceSpec(cpu=float(cpu) if cpu is not None else 0.1,
+                             memory_gb=float(mem) if mem is not None else 0.5,
+                             cpu_limit=float(cpu_limit) if cpu_limit is not None else None,
+                             memory_gb_limit=float(mem_limit) if mem_limit is not None else None,
+                             gpu=gpu or 0)
+    return resources, gpu_cores, liveness
+
+
+def _key(path: str, k: str) -> str:
+    return f"{path}.{k}" if path else k
 
 
 def _resolve(p: str, base: Path) -> str:
@@ -222,21 +284,34 @@ def _resolve(p: str, base: Path) -> str:
     return str(q if q.is_absolute() else (base / q).resolve())
 
 
-def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path) -> VersionSpec:
-    """One version's keys: inference keys (entryScript, sourceDirectory, environment) + deploymentconfig."""
+def _absolute(value: str, key: str, base: Path | None, against: str) -> str:
+    """`value` made absolute against `base`; with no base (the admin API) a relative path is refused."""
+    q = Path(os.path.expanduser(value))
+    if q.is_absolute():
+        return str(q)
+    if base is None:
+        raise ConfigError(key, f"{value!r} is a relative path and there is no {against} to resolve it against: "
+                               "give an absolute path")
+    return str((base / q).resolve())
+
+
+def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | None,
+                  files_must_exist: bool = False) -> VersionSpec:
+    """One version's keys: inference keys (entryScript, sourceDirectory, environment) + deploymentconfig.
+    `base_dir` is the services file's folder; None refuses relative paths (see the module docstring).
+    `files_must_exist`: the entry script and source directory must exist (at PUT or `--config` time, so a
+    typo is a 400 or exit 1 naming the key and the path, not replicas that crash-loop)."""
     if not isinstance(d, Mapping):
         raise ConfigError(path or name, f"must be an object, got {type(d).__name__}")
-    p = (lambda k: f"{path}.{k}" if path else k)
+    p = functools.partial(_key, path)
     inference = _obj(d, "inferenceConfig", path)
     merged: dict[str, Any] = {**inference, **d}
     source = _str(merged, "sourceDirectory", path)
-    app_root = _resolve(source, base_dir) if source else str(base_dir.resolve())
     entry = _str(merged, "entryScript", path)
     if not entry:
         raise ConfigError(p("entryScript"), "is required (the score.py file, relative to sourceDirectory)")
-    entry_path = _resolve(entry, Path(app_root))
     env_obj = _obj(_obj(merged, "environment", path), "environmentVariables", p("environment"))
-    env = {str(k): str(v) for k, v in env_obj.items()}
+    env = {str(k): str(v) for k, v in {**env_obj, **_obj(d, "environmentVariables", path)}.items()}
     model_dir = _str(merged, "modelDir", path) or ""
     num_replicas = _num(d, "numReplicas", path, integer=True, minimum=0)
     timeout = _num(d, "scoringTimeoutMs", path, integer=True, minimum=0, maximum=MAX_SCORING_TIMEOUT_MS)
@@ -251,24 +326,46 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path) ->
     vtype = _str(d, "type", path)
     if vtype is not None and vtype.lower() not in ("control", "treatment"):
         raise ConfigError(p("type"), f"must be 'Control' or 'Treatment', got {vtype!r}")
-    _check_resources(d, path)
+    resources, gpu_cores, liveness = _resources(d, path)
     ns = _str(d, "namespace", path)
     if ns is not None and not NAMESPACE_RE.match(ns):
         raise ConfigError(p("namespace"), f"{ns!r} must match {NAMESPACE_RE.pattern}")
+    image = _str(d, "image", path)
+    instance_type = _str(d, "instanceType", path)
+    if instance_type is not None and not instance_type.strip():
+        raise ConfigError(p("instanceType"), "must not be empty (name a pool, or leave the key out)")
+    # Paths last, so a document that breaks a rule above is told that rule first.
+    if source:
+        app_root = _absolute(source, p("sourceDirectory"), base_dir, "services file's folder")
+        entry_path = _resolve(entry, Path(app_root))
+        if files_must_exist and not Path(app_root).is_dir():
+            raise ConfigError(p("sourceDirectory"), f"{app_root} is not a folder that exists")
+    else:
+        entry_path = _absolute(entry, p("entryScript"), base_dir, "sourceDirectory or services file's folder")
+        app_root = str(Path(entry_path).parent)
+    if files_must_exist and not Path(entry_path).is_file():
+        raise ConfigError(p("entryScript"), f"{entry_path} is not a file that exists")
+    if model_dir:
+        model_dir = _absolute(model_dir, p("modelDir"), base_dir, "services file's folder")
     return VersionSpec(
         name=name, entry_script=entry_path, app_root=app_root, model_dir=model_dir, environment=env,
         slots_per_replica=slots or 1, max_queue_wait_ms=wait or 500, scoring_timeout_ms=timeout or 60_000,
         num_replicas=num_replicas, autoscale=_autoscale(d, path, num_replicas),
         traffic_percentile=float(traffic or 0.0), is_default=bool(is_default),
         version_type=CONTROL if (vtype or "").lower() == "control" else TREATMENT, workers=workers or 1,
-        replica_args=tuple(extra))
+        replica_args=tuple(extra), resources=resources, gpu_cores=gpu_cores, liveness=liveness, namespace=ns,
+        image=image, instance_type=instance_type.strip() if instance_type else None)
 
 
 # ------------------------------------------------------------------------------------------ service parsing
-def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path = ".", path: str | None = None) -> ServiceSpec:
-    """A service from one deploymentconfig document (plus inference keys). Raises ConfigError."""
+def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None = None, path: str | None = None,
+                  *, files_must_exist: bool = False) -> ServiceSpec:
+    """A service from one deploymentconfig document (plus inference keys). Raises ConfigError.
+
+    `base_dir`: the services file's folder, which relative paths resolve against; None (a document with no
+    file, e.g. the admin API's) refuses relative paths. `files_must_exist`: see `parse_version`."""
     path = path if path is not None else f"services.{name}"
-    base = Path(base_dir)
+    base = Path(base_dir) if base_dir is not None else None
     validate_name(name, path)
     if not isinstance(d, Mapping):
         raise ConfigError(path, f"must be an object, got {type(d).__name__}")
@@ -291,12 +388,13 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path = ".", p
         if v is not None and len(v) < 8:
             raise ConfigError(f"{path}.keys.{k}", "must be at least 8 characters")
     max_body = _num(d, "maxRequestBodyBytes", path, integer=True, minimum=0)
+    namespace = _str(d, "namespace", path)
     versions: dict[str, VersionSpec] = {}
     if ctype == "aks":
         vname = _str(d, "versionName", path) or name
         validate_name(vname, f"{path}.versionName", "version name")
-        versions[vname] = replace(parse_version(vname, d, path, base), is_default=True, version_type=CONTROL,
-                                  traffic_percentile=100.0)
+        versions[vname] = replace(parse_version(vname, d, path, base, files_must_exist), is_default=True,
+                                  version_type=CONTROL, traffic_percentile=100.0)
     else:
         raw = _obj(d, "versions", path)
         if not raw:
@@ -309,14 +407,18 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path = ".", p
             for k in _ENDPOINT_LEVEL:
                 if isinstance(vd, Mapping) and k in vd:
                     raise ConfigError(f"{vpath}.{k}", "is an endpoint-level setting; set it on the endpoint")
-            versions[vname] = parse_version(vname, vd, vpath, base)
+            versions[vname] = parse_version(vname, vd, vpath, base, files_must_exist)
+        if namespace is not None and not NAMESPACE_RE.match(namespace):
+            raise ConfigError(f"{path}.namespace", f"{namespace!r} must match {NAMESPACE_RE.pattern}")
+        versions = {n: replace(v, namespace=namespace) for n, v in versions.items()}  # endpoint-level
         versions = _settle_endpoint(versions, f"{path}.versions")
     mirror = _mirror(d, versions, path)
-    return ServiceSpec(name=name, compute_type=ctype, versions=versions,
+    spec = ServiceSpec(name=name, compute_type=ctype, versions=versions,
                        auth_enabled=bool(auth) if auth is not None else not token,
                        token_auth_enabled=bool(token), primary_key=primary, secondary_key=secondary,
                        description=_str(d, "description", path) or "",
-                       max_body_bytes=max_body or 100 * 1024 * 1024, mirror=mirror)
+                       max_body_bytes=max_body or 100 * 1024 * 1024, mirror=mirror, namespace=namespace)
+    return spec
 
 
 def _mirror(d: Mapping[str, Any], versions: Mapping[str, VersionSpec], path: str) -> dict[str, float]:
@@ -362,7 +464,8 @@ def _settle_endpoint(versions: dict[str, VersionSpec], path: str) -> dict[str, V
             for n, v in versions.items()}
 
 
-def parse_services_document(doc: Any, base_dir: str | Path = ".") -> dict[str, ServiceSpec]:
+def parse_services_document(doc: Any, base_dir: str | Path | None = None, *,
+                            files_must_exist: bool = False) -> dict[str, ServiceSpec]:
     """`{"services": {name: config}}`, or a single deploymentconfig with a top-level `name`."""
     if not isinstance(doc, Mapping):
         raise ConfigError("(document)", f"must be an object, got {type(doc).__name__}")
@@ -370,40 +473,77 @@ def parse_services_document(doc: Any, base_dir: str | Path = ".") -> dict[str, S
         services = doc["services"]
         if not isinstance(services, Mapping):
             raise ConfigError("services", "must be an object mapping service names to configurations")
-        return {n: parse_service(n, c, base_dir) for n, c in services.items()}
+        return {n: parse_service(n, c, base_dir, files_must_exist=files_must_exist) for n, c in services.items()}
     name = doc.get("name")
     if name is None:
         raise ConfigError("name", "is required when the file holds a single service (or use a 'services' object)")
     validate_name(name, "name")
-    return {name: parse_service(name, doc, base_dir, path="")}
+    return {name: parse_service(name, doc, base_dir, path="", files_must_exist=files_must_exist)}
+
+
+def config_warnings(doc: Any, where: str) -> list[str]:
+    """One line per key openscore does not know (ignored, as Azure does), with the nearest known key."""
+    from openscore.router.config_schema import unknown_key_warnings
+
+    if not isinstance(doc, Mapping):
+        return []
+    found: list[tuple[str, str | None]] = []
+    if "services" in doc and isinstance(doc["services"], Mapping):
+        found += [(k, None) for k in doc if k not in ("services", "$schema")]
+        for n, c in doc["services"].items():
+            found += unknown_key_warnings(c, f"services.{n}")
+    else:
+        found += unknown_key_warnings(doc, "")
+    return [f"{where}: ignoring unknown key {key}" + (f" (did you mean {near}?)" if near else "")
+            for key, near in found]
+
+
+def validate_admin_document(name: str, doc: Mapping[str, Any]) -> ServiceSpec:
+    """An admin-API PUT body: no folder of its own, so paths must be absolute, and the entry script must
+    exist; unknown keys are logged. Raises ConfigError (the admin API's 400 naming the key)."""
+    spec = parse_service(name, doc, None, path=f"services.{name}", files_must_exist=True)
+    for line in config_warnings({"services": {name: doc}}, f"PUT services/{name}"):
+        log.warning("%s", line)
+    return spec
 
 
 def load_services_file(path: str | Path) -> tuple[dict[str, Any], dict[str, ServiceSpec]]:
-    """Read a JSON or YAML file; returns (raw per-service documents with absolute paths, parsed specs)."""
+    """Read a JSON or YAML file; returns (raw per-service documents with absolute paths, parsed specs).
+    Relative paths resolve against the file's folder; a missing entry script or source directory, like any
+    broken rule, raises ConfigError; unknown keys are logged as warnings naming the file."""
     import yaml  # YAML is a superset of JSON: one parser for both, as Azure's CLI does
 
     p = Path(path)
     try:
         doc = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(str(p), f"cannot be read as JSON or YAML: {e}") from e
-    specs = parse_services_document(doc, p.parent)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError("(document)", f"cannot be read as JSON or YAML: {' '.join(str(e).split())}") from e
+    specs = parse_services_document(doc, p.parent, files_must_exist=True)
+    for line in config_warnings(doc, str(p)):
+        log.warning("%s", line)
     raw = dict(doc["services"]) if isinstance(doc, Mapping) and "services" in doc else {doc["name"]: doc}
     return {n: absolutize(c, p.parent) for n, c in raw.items()}, specs
 
 
 def absolutize(doc: Mapping[str, Any], base_dir: str | Path) -> dict[str, Any]:
-    """The document with sourceDirectory made absolute, so it can be stored and parsed from anywhere."""
+    """The document with its paths made absolute (sourceDirectory, else entryScript; modelDir), so it can be
+    stored and parsed from anywhere to the same spec."""
     out = dict(doc)
     base = Path(base_dir)
     if isinstance(out.get("versions"), Mapping):
         out["versions"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in out["versions"].items()}
     for holder in [out, *(v for v in (out.get("versions") or {}).values() if isinstance(v, dict))]:
-        src = holder.get("sourceDirectory") or (holder.get("inferenceConfig") or {}).get("sourceDirectory")
-        if isinstance(src, str):
+        inference = holder.get("inferenceConfig")
+        inference = inference if isinstance(inference, Mapping) else {}
+        src = holder.get("sourceDirectory") or inference.get("sourceDirectory")
+        entry = holder.get("entryScript") or inference.get("entryScript")
+        model_dir = holder.get("modelDir") or inference.get("modelDir")
+        if isinstance(src, str) and src:
             holder["sourceDirectory"] = _resolve(src, base)
-        elif "entryScript" in holder or "inferenceConfig" in holder:
-            holder["sourceDirectory"] = str(base.resolve())
+        elif isinstance(entry, str) and entry:
+            holder["entryScript"] = _resolve(entry, base)
+        if isinstance(model_dir, str) and model_dir:
+            holder["modelDir"] = _resolve(model_dir, base)
     return out
 
 

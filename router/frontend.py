@@ -26,7 +26,7 @@ from openscore.log_lines import BatchedLineWriter
 from openscore.router import proxy
 from openscore.router.auth import AdminAuth, AuthError
 from openscore.router.balancer import Lease, Rejected
-from openscore.router.config import ConfigError
+from openscore.router.config import ConfigError, validate_admin_document
 from openscore.router.core import Router, ServiceRuntime, VersionRuntime
 from openscore.router.metrics import VersionMetrics
 from openscore.router.state import NotFound
@@ -421,6 +421,7 @@ class Frontend:
                 if not isinstance(body, dict):
                     raise ValueError("The body must be a JSON object (a deploymentconfig document).")
                 existed = name in store.read().services
+                await asyncio.to_thread(validate_admin_document, name, body)  # absolute paths, files exist
                 await asyncio.to_thread(store.put_service, name, body)
                 await self._after_write()
                 return json_response(200 if existed else 201, self.router.status(name))

@@ -1,5 +1,9 @@
 """The embedded compute target: replicas are `python -m openscore serve` processes on loopback ports.
 
+What a replica runs comes from `replica_plan()` (router/replica_plan.py), as for every target; this module
+only turns a plan into a process: the plan's argv, its environment over the router's own (minus the
+variables that would configure the replica behind the plan's back), its working dir and port.
+
 Each replica instance has its own supervising task: spawn on a free port, probe `GET /slots` until ready
 (and keep probing, so a replica that turns unready leaves routing), and on an unexpected exit report it
 and start a replacement (a new instance id, like a new pod) with exponential back-off, so a script whose
@@ -24,6 +28,7 @@ from typing import IO
 import aiohttp
 
 from openscore.router.config import VersionSpec
+from openscore.router.replica_plan import ReplicaPlan, replica_plan
 from openscore.router.targets import (
     CRASHED,
     READY,
@@ -194,25 +199,20 @@ class LocalProcessTarget(ComputeTarget):
         self._on_change(v.key)
 
     def _set(self, v: _Version, inst: _Instance, phase: str, **kw: object) -> None:
-        new = replace(inst.info, phase=phase, **kw)  # type: ignore[arg-type]
+        new = replace(inst.info, phase=phase, **kw)
         if new != inst.info:
             inst.info = new
             self._on_change(v.key)
 
     # ------------------------------------------------------------------ one replica instance
-    def _command(self, spec: VersionSpec, port: int) -> list[str]:
-        return [self.python, "-m", "openscore", "serve", "--entry-script", spec.entry_script,
-                "--app-root", spec.app_root, "--model-dir", spec.model_dir, "--host", "127.0.0.1",
-                "--port", str(port), "--max-concurrent-requests", str(spec.slots_per_replica),
-                "--workers", str(spec.workers), "--scoring-timeout-ms", str(spec.scoring_timeout_ms),
-                "--graceful-timeout-s", str(int(self.graceful_s)), *spec.replica_args]
+    def plan(self, v: _Version, port: int) -> ReplicaPlan:
+        return replica_plan(v.spec, service=v.key[0], port=port, python=self.python, graceful_s=self.graceful_s,
+                            readiness_period_s=self.ready_probe_interval_s)
 
-    def _environment(self, v: _Version) -> dict[str, str]:
+    @staticmethod
+    def _environment(plan: ReplicaPlan) -> dict[str, str]:
         env = {k: val for k, val in os.environ.items() if not k.startswith(_STRIP_ENV)}
-        env["PYTHONUNBUFFERED"] = "1"
-        env["SERVICE_NAME"] = v.key[0]
-        env["SERVICE_VERSION"] = v.key[1]
-        env.update(v.spec.environment)
+        env.update(plan.environment)
         return env
 
     def _log_file(self, v: _Version, rid: str) -> IO[bytes]:
@@ -226,10 +226,11 @@ class LocalProcessTarget(ComputeTarget):
     async def _run_instance(self, v: _Version, inst: _Instance, port: int) -> None:
         rid = inst.info.id
         kick = self._kicks[rid] = asyncio.Event()
+        plan = self.plan(v, port)
         try:
             with self._log_file(v, rid) as logf:
                 inst.proc = await asyncio.create_subprocess_exec(
-                    *self._command(v.spec, port), cwd=v.spec.app_root, env=self._environment(v),
+                    *plan.argv, cwd=plan.working_dir, env=self._environment(plan),
                     stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True)
             log.info("replica %s started (pid %d) on port %d", rid, inst.proc.pid, port)
@@ -238,8 +239,8 @@ class LocalProcessTarget(ComputeTarget):
             try:
                 while not waiter.done():
                     if not inst.stop_requested:
-                        await self._probe(v, inst)
-                    interval = self.ready_probe_interval_s if inst.info.ready else self.probe_interval_s
+                        await self._probe(v, inst, plan)
+                    interval = plan.readiness.period_s if inst.info.ready else self.probe_interval_s
                     kick.clear()
                     kicked = asyncio.create_task(kick.wait())
                     await asyncio.wait([waiter, kicked], timeout=interval, return_when=asyncio.FIRST_COMPLETED)
@@ -272,10 +273,11 @@ class LocalProcessTarget(ComputeTarget):
         finally:
             self._kicks.pop(rid, None)
 
-    async def _probe(self, v: _Version, inst: _Instance) -> None:
+    async def _probe(self, v: _Version, inst: _Instance, plan: ReplicaPlan) -> None:
         assert self._session is not None
         try:
-            async with self._session.get(inst.info.address + "/slots") as r:
+            async with self._session.get(inst.info.address + plan.readiness.path,
+                                         timeout=aiohttp.ClientTimeout(total=plan.readiness.timeout_s)) as r:
                 body = await r.json(content_type=None)
             ready = bool(body.get("ready")) and r.status == 200
             slots = int(body.get("total") or 0) or None

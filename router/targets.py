@@ -9,6 +9,8 @@ Contract (what the deployer's Kubernetes target must also honour):
 - `remove_replica(key, id)` stops one replica the router has already taken out of routing and drained,
   and lowers the wanted count by one (scale-down never picks a busy replica at random).
 - A replica is routable only while `ready`; "running but not ready" is a normal state.
+- What a replica runs (command, environment, probes, resources, image, instance type) is
+  `openscore.router.replica_plan.replica_plan(spec, ...)`: every target builds its replicas from it.
 """
 
 from __future__ import annotations
@@ -74,5 +76,5 @@ class ComputeTarget(abc.ABC):
     @abc.abstractmethod
     def keys(self) -> set[VersionKey]: ...
 
-    def report_unreachable(self, replica_id: str) -> None:
+    def report_unreachable(self, replica_id: str) -> None:  # noqa: B027 (an optional hint, not abstract)
         """The router could not connect to this replica: re-check it now (optional hint)."""

@@ -95,6 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
     from openscore.runtime.logs import configure_logging
     configure_logging(settings.log_format, settings.log_level)
     log = logging.getLogger("openscore.supervisor")
+    for line in settings.warnings:
+        log.warning("%s", line)
 
     # Before prometheus_client is imported anywhere: metrics are shared through files in this folder.
     metrics_dir = tempfile.mkdtemp(prefix="openscore-metrics-")

@@ -7,6 +7,7 @@ script, whose keys are the environment-variable names), then defaults.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -131,6 +132,8 @@ class ServerSettings:
     max_batch_size: int = _opt("OPENSCORE_MAX_BATCH_SIZE", _int_parser(1, 4096), default=32)
     max_queue_delay_ms: float = _opt("OPENSCORE_MAX_QUEUE_DELAY_MS", _float_parser(0.0), default=0.0)
     intra_op_threads: int | None = _opt("OPENSCORE_INTRA_OP_THREADS", _int_parser(1, 1024), default=None)
+    # Not a setting: what loading noticed (unknown config-file keys), logged once logging is configured.
+    warnings: list[str] = field(default_factory=list, metadata={"env": None, "internal": True})
 
     @property
     def scoring_timeout_s(self) -> float:
@@ -142,7 +145,25 @@ class ServerSettings:
         return Path(self.app_root, self.entry_script)
 
 
-_FIELDS = {f.name: f for f in fields(ServerSettings)}
+_FIELDS = {f.name: f for f in fields(ServerSettings) if not f.metadata.get("internal")}
+# Azure's variables (spec 1.2) that openscore accepts without using: known, so not warned about.
+_AZURE_ONLY = frozenset({
+    "WORKER_TIMEOUT", "WORKER_PRELOAD", "SERVER_PORT", "HEALTH_PORT", "SEPERATE_HEALTH_ENDPOINT", "WORKSPACE_NAME",
+    "AML_APP_INSIGHTS_ENABLED", "AML_APP_INSIGHTS_KEY", "APP_INSIGHTS_LOG_RESPONSE_ENABLED",
+    "AML_MDC_STORAGE_ENABLED", "HOSTNAME", "AZUREML_DEBUG_PORT", "AML_DBG_MODEL_INFO", "AML_DBG_RESOURCE_INFO",
+    "AML_MODEL_DC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE", "AML_MODEL_DC_DEBUG", "AML_MODEL_DC_BOUNDARY",
+})
+KNOWN_VARIABLES = frozenset(f.metadata["env"] for f in _FIELDS.values() if f.metadata["env"]) | _AZURE_ONLY
+
+
+def unknown_key_warnings(values: Mapping[str, Any], where: str) -> list[str]:
+    """A config-file key that is no variable is ignored, as Azure does, with one line naming the nearest."""
+    out = []
+    for k in values:
+        if k not in KNOWN_VARIABLES:
+            near = difflib.get_close_matches(k, sorted(KNOWN_VARIABLES), n=1)
+            out.append(f"{where}: ignoring unknown key {k}" + (f" (did you mean {near[0]}?)" if near else ""))
+    return out
 
 
 def _config_file_values(path: Path) -> dict[str, str]:
@@ -170,16 +191,16 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
     entry = cli.get("entry_script") or environ.get("AZUREML_ENTRY_SCRIPT")
     config_path = cli.get("config_file") or environ.get("AZUREML_CONFIG_FILE")
     file_values: dict[str, str] = {}
+    file_used: Path | None = None
     if config_path:
-        file_values = _config_file_values(Path(app_root, config_path))
+        file_used = Path(app_root, config_path)
     else:
         candidates = [Path(app_root, "config.json")]
         if entry:
             candidates.append(Path(app_root, entry).parent / "config.json")
-        for c in candidates:
-            if c.is_file():
-                file_values = _config_file_values(c)
-                break
+        file_used = next((c for c in candidates if c.is_file()), None)
+    if file_used is not None:
+        file_values = _config_file_values(file_used)
 
     values: dict[str, Any] = {}
     for name, f in _FIELDS.items():
@@ -189,13 +210,15 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
         if raw is not None:
             values[name] = raw if not isinstance(raw, str) else parse(f"--{name.replace('_', '-')}", raw)
             continue
-        raw = env_of(name, environ)
+        raw, where = env_of(name, environ), key
         if raw is None:
-            raw = env_of(name, file_values)
+            raw, where = env_of(name, file_values), f"{key} (in {file_used})"
         if raw is not None:
-            values[name] = parse(key, raw)
+            values[name] = parse(where, raw)
 
     s = ServerSettings(**values)
+    if file_used is not None:
+        s.warnings.extend(unknown_key_warnings(file_values, f"config file {file_used}"))
     # Azure: AML_APP_ROOT defaults to cwd; the CLI flag's entry script is realpath'ed against cwd.
     s.app_root = os.path.abspath(s.app_root or cwd)
     if cli.get("entry_script"):

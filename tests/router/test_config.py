@@ -92,6 +92,7 @@ def test_endpoint_rules():
 
 def test_yaml_file_with_relative_paths(tmp_path):
     (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "score.py").write_text("def init(): pass\ndef run(d): return d\n")
     f = tmp_path / "services.yml"
     f.write_text("services:\n  my-svc:\n    computeType: aks\n    sourceDirectory: app\n"
                  "    entryScript: score.py\n    numReplicas: 2\n    sslEnabled: true  # unknown: ignored\n")
@@ -107,3 +108,113 @@ def test_replicas_formula():
     assert replicas_for(100, 0.1, 70, 2) == 8
     with pytest.raises(ValueError):
         replicas_for(1, 1, 0)
+
+
+# ------------------------------------------------------------------------------------------ deployment fields
+def test_the_spec_carries_every_deploymentconfig_field():
+    from openscore.router.config import LivenessSpec, ResourceSpec
+    v = parse_service("svc-a", cfg(
+        containerResourceRequirements={"cpu": 2, "memoryInGB": 4, "cpuLimit": 3, "memoryInGBLimit": 8},
+        gpuCores=1, namespace="team-a", image="reg/img:1", instanceType="gpu-small",
+        environment={"environmentVariables": {"A": "1", "B": "2"}}, environmentVariables={"B": "3"},
+        livenessProbeRequirements={"periodSeconds": 5, "initialDelaySeconds": 30, "timeoutSeconds": 4,
+                                   "failureThreshold": 6, "successThreshold": 2}), "/app").versions["svc-a"]
+    assert v.resources == ResourceSpec(cpu=2.0, memory_gb=4.0, cpu_limit=3.0, memory_gb_limit=8.0, gpu=0)
+    assert (v.gpu_cores, v.gpus) == (1, 1)
+    assert v.liveness == LivenessSpec(period_s=5, initial_delay_s=30, timeout_s=4, failure_threshold=6,
+                                      success_threshold=2)
+    assert (v.namespace, v.image, v.instance_type) == ("team-a", "reg/img:1", "gpu-small")
+    assert dict(v.environment) == {"A": "1", "B": "3"}
+    d = parse_service("svc-a", dict(BASE), "/app").versions["svc-a"]
+    assert d.resources == ResourceSpec(cpu=0.1, memory_gb=0.5) and d.gpus == 0  # Azure's defaults
+    assert d.liveness == LivenessSpec(period_s=10, initial_delay_s=310, timeout_s=2, failure_threshold=3,
+                                      success_threshold=1)
+    assert d.launch_fingerprint() != v.launch_fingerprint()
+    bigger = parse_service("svc-a", cfg(containerResourceRequirements={"cpu": 1}), "/app").versions["svc-a"]
+    assert bigger.launch_fingerprint() != d.launch_fingerprint()  # new resources need new replicas
+
+
+@pytest.mark.parametrize("doc,key,rule", [
+    (cfg(instanceType=3), "instanceType", "string"),
+    (cfg(instanceType=" "), "instanceType", "empty"),
+    (cfg(image=["a"]), "image", "string"),
+    (cfg(gpuCores=1, containerResourceRequirements={"gpu": 2}), "gpuCores", "one of the two"),
+])
+def test_new_keys_are_validated(doc, key, rule):
+    e = err(doc)
+    assert e.key == f"services.svc-a.{key}" and rule in e.rule, str(e)
+
+
+# ------------------------------------------------------------------------------------------ paths
+@pytest.mark.parametrize("doc,key", [
+    ({"entryScript": "score.py"}, "entryScript"),
+    ({"sourceDirectory": "app", "entryScript": "score.py"}, "sourceDirectory"),
+    ({"entryScript": "/srv/score.py", "modelDir": "models"}, "modelDir"),
+    ({"inferenceConfig": {"entryScript": "score.py"}}, "entryScript"),
+])
+def test_without_a_folder_relative_paths_are_refused(doc, key):
+    with pytest.raises(ConfigError) as e:
+        parse_service("svc-a", {"computeType": "aks", **doc})  # base_dir=None: the admin API
+    assert e.value.key == f"services.svc-a.{key}" and "relative" in e.value.rule
+
+
+def test_relative_paths_resolve_against_the_base_and_entry_against_source():
+    v = parse_service("svc-a", cfg(sourceDirectory="src", modelDir="../models"), "/cfg").versions["svc-a"]
+    assert (v.app_root, v.entry_script, v.model_dir) == ("/cfg/src", "/cfg/src/score.py", "/models")
+    v = parse_service("svc-a", {"computeType": "aks", "entryScript": "/srv/x/score.py"}).versions["svc-a"]
+    assert (v.app_root, v.entry_script) == ("/srv/x", "/srv/x/score.py")  # absolute: accepted without a base
+
+
+def test_a_missing_script_or_folder_is_refused_when_asked(tmp_path):
+    (tmp_path / "score.py").write_text("")
+    ok = {"computeType": "aks", "entryScript": str(tmp_path / "score.py")}
+    assert parse_service("svc-a", ok, files_must_exist=True).versions["svc-a"].app_root == str(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        parse_service("svc-a", {**ok, "entryScript": "nope.py"}, tmp_path, files_must_exist=True)
+    assert e.value.key == "services.svc-a.entryScript" and str(tmp_path / "nope.py") in e.value.rule
+    with pytest.raises(ConfigError) as e:
+        parse_service("ep-a", {"computeType": "aksendpoint", "versions": {"blue": {
+            "sourceDirectory": "gone", "entryScript": "score.py"}}}, tmp_path, files_must_exist=True)
+    assert e.value.key == "services.ep-a.versions.blue.sourceDirectory" and str(tmp_path / "gone") in e.value.rule
+    # a stored document is re-read without the check: a script removed later does not break the store
+    assert parse_service("svc-a", {**ok, "entryScript": str(tmp_path / "gone.py")})
+
+
+def test_a_stored_file_document_parses_to_the_same_spec(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "score.py").write_text("")
+    f = tmp_path / "services.yml"
+    f.write_text("services:\n  my-svc:\n    computeType: aks\n    entryScript: score.py\n    modelDir: models\n")
+    raw, specs = load_services_file(f)
+    v = specs["my-svc"].versions["my-svc"]
+    assert (v.entry_script, v.app_root, v.model_dir) == (str(tmp_path / "score.py"), str(tmp_path),
+                                                           str(tmp_path / "models"))
+    assert parse_service("my-svc", raw["my-svc"]) == specs["my-svc"]  # absolute: no base needed
+
+
+# ------------------------------------------------------------------------------------------ keys and schema
+def test_unknown_keys_are_warned_with_the_nearest_known():
+    from openscore.router.config import config_warnings
+    lines = config_warnings({"services": {"svc-a": cfg(numReplicaz=2, sslEnabled=True, zzzqqq=1,
+                                                       containerResourceRequirements={"memoryInGb": 1},
+                                                       environment={"environmentVariables": {"ANY": "x"}})}},
+                            "f.yml")
+    assert lines == ["f.yml: ignoring unknown key services.svc-a.numReplicaz (did you mean numReplicas?)",
+                     "f.yml: ignoring unknown key services.svc-a.zzzqqq",
+                     "f.yml: ignoring unknown key services.svc-a.containerResourceRequirements.memoryInGb "
+                     "(did you mean memoryInGB?)"]  # sslEnabled is an Azure (aci) key: known, no warning
+
+
+def test_deploymentconfig_schema_names_azures_keys():
+    from openscore.router.config_schema import deploymentconfig_schema
+    schema = deploymentconfig_schema()
+    props = schema["properties"]
+    for key in ("computeType", "entryScript", "sourceDirectory", "numReplicas", "autoScaler",
+                "containerResourceRequirements", "gpuCores", "livenessProbeRequirements", "scoringTimeoutMs",
+                "maxConcurrentRequestsPerContainer", "maxQueueWaitMs", "authEnabled", "tokenAuthEnabled", "keys",
+                "namespace", "versions", "trafficPercentile", "instanceType", "image"):
+        assert key in props, key
+    assert props["scoringTimeoutMs"]["default"] == 60000 and props["scoringTimeoutMs"]["maximum"] == 300000
+    liveness = schema["$defs"]["LivenessProbeRequirements"]["properties"]
+    assert liveness["initialDelaySeconds"]["default"] == 310
+    assert "services" in deploymentconfig_schema(services_file=True)["properties"]
