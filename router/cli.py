@@ -140,19 +140,23 @@ async def _serve(args: argparse.Namespace) -> int:
         admin = AdminAuth(_admin_key(args, workspace))
     except ValueError as e:
         raise _ConfigFailure(str(e)) from e
-    if args.config:
-        try:
-            raw, _ = load_services_file(args.config)
-            store.put_services(raw)
-        except ConfigError as e:
-            raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
-    store.ensure_signing_key()
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise _ConfigFailure("--tls-cert and --tls-key go together")
     try:
-        ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    except (OSError, ssl.SSLError) as e:
-        raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
+        if args.config:
+            try:
+                raw, _ = load_services_file(args.config)
+                await store.put_services(raw)
+            except ConfigError as e:
+                raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
+        await store.ensure_signing_key()
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise _ConfigFailure("--tls-cert and --tls-key go together")
+        try:
+            ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+        except (OSError, ssl.SSLError) as e:
+            raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
+    except BaseException:
+        await store.close()
+        raise
 
     router = Router(store, LocalProcessTarget(workspace), tokens=TokenAuthority(args.token_lifetime_s),
                     scale_down_window_s=args.scale_down_window_s)
@@ -162,6 +166,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         listener = await loop.create_server(server, args.host, args.port, ssl=ssl_ctx, backlog=2048)
     except OSError as e:
+        await store.close()
         raise _ConfigFailure(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -184,5 +189,6 @@ async def _serve(args: argparse.Namespace) -> int:
         listener.close()
         await router.stop()
         await front.close()
+        await store.close()
     del web
     return 0
