@@ -26,6 +26,7 @@ from openscore.router.state import (
     SIGNING_KEYS,
     Change,
     DesiredState,
+    Expired,
     ServiceKeys,
     ServiceRecord,
     SigningKeys,
@@ -142,9 +143,11 @@ class Router:
                         log.exception("could not apply %s %s at revision %s", change.kind, change.name,
                                       change.revision)
                 return
+            except Expired as e:
+                log.info("resynchronising with the desired state: %s", e)
             except Exception:
                 log.exception("watching the desired state failed; resynchronising")
-            await asyncio.sleep(self.resync_delay_s)
+                await asyncio.sleep(self.resync_delay_s)
             try:
                 state = await self.store.snapshot()
                 await self.apply(state)

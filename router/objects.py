@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,11 @@ class Conflict(Exception):
         super().__init__(f"{kind} {name} changed since revision {expected} was read ({now}); read it again and "
                          "retry")
         self.kind, self.name, self.expected, self.current = kind, name, expected, current
+
+
+class Expired(Exception):
+    """The changes since the revision a watch started from are no longer kept (Kubernetes' 410 Gone): list
+    again and watch from the listing's revision."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,8 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def watch(self, since: str | None = None) -> AsyncIterator[Event]:
-        """Every change after revision `since` (after now when None), in order, until the iterator is closed."""
+        """Every change after revision `since` (after now when None), in order, until the iterator is closed;
+        raises `Expired` when those changes are no longer all known."""
 
     async def close(self) -> None:  # noqa: B027 (optional: stores holding threads or connections override it)
         """Release threads and connections; watchers end."""
@@ -109,7 +115,6 @@ class _Cursor:
     ino: int = -1
     offset: int = 0
     stamp: tuple[int, int, int] = (0, 0, 0)
-    known: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, name) -> revision, for a resync
 
 
 class FileObjectStore(ObjectStore):
@@ -228,7 +233,7 @@ class FileObjectStore(ObjectStore):
             self._compact()
 
     def _compact(self) -> None:
-        """Keep the newer half: a watcher further behind resyncs from a listing."""
+        """Keep the newer half: a watcher further behind gets `Expired` and starts again from a listing."""
         lines = self._journal.read_bytes().splitlines(keepends=True)
         self._write_atomic(self._journal, b"".join(lines[len(lines) // 2:]))
 
@@ -307,7 +312,8 @@ class FileObjectStore(ObjectStore):
         cur.stamp = stamp if end == len(data) else (0, 0, 0)
         lines = self._journal_lines(data[:end])
         if fresh and lines and lines[0]["rev"] > cur.last + 1:
-            return self._resync(cur)  # the changes right after `last` were compacted away
+            raise Expired(f"changes after revision {cur.last} are no longer kept (the journal starts at "
+                          f"{lines[0]['rev']})")
         entries = [e for e in lines if e["rev"] > cur.last]
         out = []
         for e in entries:
@@ -315,10 +321,6 @@ class FileObjectStore(ObjectStore):
             cur.last = e["rev"]
             if ev is not None:
                 out.append(ev)
-                if ev.deleted:
-                    cur.known.pop((ev.kind, ev.name), None)
-                else:
-                    cur.known[ev.kind, ev.name] = int(ev.revision)
         return out
 
     def _load_event(self, e: dict[str, Any]) -> Event | None:
@@ -334,28 +336,8 @@ class FileObjectStore(ObjectStore):
             return Event(e["kind"], e["name"], str(e["rev"]), got[1])
         return None
 
-    def _resync(self, cur: _Cursor) -> list[Event]:
-        """The journal was compacted past this watcher: compare a full listing with what it has seen."""
-        kinds = sorted({k for k, _ in cur.known} | {p.name for p in self.root.glob("*/*") if p.is_dir()})
-        listing, rev = self._list(kinds)
-        seen = dict(cur.known)
-        out: list[Event] = []
-        now = {(s.kind, s.name): s for items in listing.values() for s in items}
-        for key, s in sorted(now.items(), key=lambda kv: int(kv[1].revision)):
-            if seen.get(key) != int(s.revision) and int(s.revision) > cur.last:
-                out.append(Event(s.kind, s.name, s.revision, s.doc))
-        for key in seen.keys() - now.keys():
-            out.append(Event(key[0], key[1], rev, None))
-        cur.known = {k: int(s.revision) for k, s in now.items()}
-        cur.last = int(rev)
-        return out
-
     def _start_cursor(self, since: str | None) -> _Cursor:
-        last = self._last_rev() if since is None else int(since)
-        listing, _ = self._list(sorted({p.name for p in self.root.glob("*/*") if p.is_dir()}))
-        known = {(s.kind, s.name): int(s.revision) for items in listing.values() for s in items
-                 if int(s.revision) <= last}
-        return _Cursor(last=last, known=known)
+        return _Cursor(last=self._last_rev() if since is None else int(since))
 
     # ------------------------------------------------------------------ the async interface
     async def get(self, kind: str, name: str) -> Stored | None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from openscore.router.config import ConfigError, ServiceSpec, parse_service
 from openscore.router.objects import Conflict, Event, FileObjectStore, ObjectStore, Stored
+from openscore.router.objects import Expired as Expired  # re-exported: callers need only this module
 
 log = logging.getLogger("openscore.router.store")
 KEY_TYPES = ("primary", "secondary")
@@ -180,7 +181,8 @@ class StateStore:
         return _signing(await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME))
 
     async def watch(self, since: str | None = None) -> AsyncIterator[Change]:
-        """Every change after `since` (a snapshot's revision; now when None), in order, pushed."""
+        """Every change after `since` (a snapshot's revision; now when None), in order, pushed; `Expired` when
+        the store no longer knows them all (take a new snapshot)."""
         async for ev in self.objects.watch(since):
             change = self._change(ev)
             if change is not None:
