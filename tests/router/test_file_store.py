@@ -4,7 +4,6 @@ writes, no file I/O on the event loop, changes from another process, and a watch
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -97,7 +96,8 @@ def test_a_change_from_another_process_is_pushed(tmp_path):
               "from openscore.router.state import FileStateStore\n"
               "async def main():\n"
               "    s = FileStateStore(sys.argv[1])\n"
-              "    await s.put_service('svc-x', {'computeType': 'aks', 'entryScript': '/x/score.py', 'numReplicas': 3})\n"
+              "    doc = {'computeType': 'aks', 'entryScript': '/x/score.py', 'numReplicas': 3}\n"
+              "    await s.put_service('svc-x', doc)\n"
               "    await s.close()\n"
               "asyncio.run(main())\n")
 
