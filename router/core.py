@@ -44,6 +44,7 @@ class VersionRuntime:
     pool: SlotPool
     autoscaler: Autoscaler | None = None
     last_decision: float = 0.0
+    retired: bool = False          # removed from its service: a request that picked it before picks again
 
 
 @dataclass
@@ -216,7 +217,7 @@ class Router:
             old = self.services.pop(name, None)
             if old is not None:
                 for vr in old.versions.values():
-                    self._spawn(self._retire_version(vr), f"delete-{name}-{vr.key[1]}")
+                    self._retire_later(vr)
                 log.info("service %s deleted", name)
 
     async def _apply_service(self, rec: ServiceRecord) -> None:
@@ -263,7 +264,7 @@ class Router:
                 rt.mirror_credit = old.mirror_credit
                 for vname, vr in old.versions.items():
                     if vname not in versions:
-                        self._spawn(self._retire_version(vr), f"delete-{name}-{vname}")
+                        self._retire_later(vr)
             self.services[name] = rt
             self._schedule_sync()
             log.info("applied service %s at revision %s", name, rec.revision)
@@ -333,6 +334,10 @@ class Router:
             await self.target.remove_replica(vr.key, replica_id)
         finally:
             self._retiring.discard(replica_id)
+
+    def _retire_later(self, vr: VersionRuntime) -> None:
+        vr.retired = True  # now, before the service's new runtime is in place: no request waits on it in vain
+        self._spawn(self._retire_version(vr), f"delete-{vr.key[0]}-{vr.key[1]}")
 
     async def _retire_version(self, vr: VersionRuntime) -> None:
         # no new requests pick this version any more; let the ones already queued on it be served first

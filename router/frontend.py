@@ -211,20 +211,25 @@ class Frontend:
                 return resp
         self.in_flight += 1
         try:
-            return await self._forward(request, svc, vr, "/" + leaf, mirrors)
+            return await self._forward(request, svc, vr, "/" + leaf, mirrors, split=version is None)
         finally:
             self.in_flight -= 1
 
-    async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime,
-                       leaf: str, mirrors: tuple[VersionRuntime, ...] = ()) -> web.StreamResponse:
-        start = time.perf_counter()
-        spec, vm = vr.spec, self.router.metrics.version(vr.key)
-        headers = request.headers
-        rid = headers.get("x-request-id") or headers.get("x-ms-client-request-id") or str(uuid.uuid4())
-        h: CIMultiDict[str] = CIMultiDict((
+    @staticmethod
+    def _headers(rid: str, vr: VersionRuntime) -> CIMultiDict[str]:
+        spec = vr.spec
+        return CIMultiDict((
             ("x-request-id", rid), ("x-openscore-version", vr.key[1]), ("azureml-model-deployment", vr.key[1]),
             ("x-openscore-scoring-timeout-ms", str(spec.scoring_timeout_ms)),
             ("x-openscore-max-queue-wait-ms", str(spec.max_queue_wait_ms))))
+
+    async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime, leaf: str,
+                       mirrors: tuple[VersionRuntime, ...] = (), split: bool = False) -> web.StreamResponse:
+        start = time.perf_counter()
+        vm = self.router.metrics.version(vr.key)
+        headers = request.headers
+        rid = headers.get("x-request-id") or headers.get("x-ms-client-request-id") or str(uuid.uuid4())
+        h = self._headers(rid, vr)
         replica, limit, queue_s, up_s = "-", "", 0.0, 0.0
         resp: web.StreamResponse
         try:
@@ -233,6 +238,11 @@ class Frontend:
             resp, limit = self._too_large(svc, h), "payload_limit"
             vm.rejected(limit)
         else:
+            if vr.retired and split:  # the version was removed while the body came in: split again
+                now = self.router.services.get(vr.key[0])
+                if now is not None and now.versions:
+                    vr = now.choose_version()
+                    vm, h = self.router.metrics.version(vr.key), self._headers(rid, vr)
             for m in mirrors:
                 self._mirror(request, m, leaf, body, rid)
             resp, replica, limit, queue_s, up_s = await self._upstream(request, vr, vm, leaf, body, h, rid)
