@@ -13,7 +13,9 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from openscore.router.auth import ServiceAuth, TokenAuthority
 from openscore.router.autoscale import Autoscaler
@@ -123,7 +125,7 @@ class Router:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.target.stop()
 
-    def _spawn(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         t = asyncio.create_task(coro, name=name)
         self._tasks.add(t)
         t.add_done_callback(self._task_done)

@@ -204,7 +204,7 @@ class Frontend:
             if svc.spec.mirror and leaf == "score":
                 mirrors = tuple(svc.choose_mirrors())
         else:
-            vr = svc.versions.get(version)  # type: ignore[assignment]
+            vr = svc.versions.get(version)
             if vr is None:
                 resp = message(404, f"Service {name} has no version {version}.")
                 self._log_answer(request, resp, key, start)
