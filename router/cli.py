@@ -166,19 +166,23 @@ async def _serve(args: RouterSettings) -> int:
         raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
     store = FileStateStore(workspace)
     try:
-        admin = AdminAuth(_admin_key(args, workspace))
-    except ValueError as e:
-        raise _ConfigFailure(str(e)) from e
-    if raw is not None:
         try:
-            store.put_services(raw)
-        except ConfigError as e:
-            raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
-    store.ensure_signing_key()
-    try:
-        ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
-    except (OSError, ssl.SSLError) as e:
-        raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
+            admin = AdminAuth(_admin_key(args, workspace))
+        except ValueError as e:
+            raise _ConfigFailure(str(e)) from e
+        if raw is not None:
+            try:
+                await store.put_services(raw)
+            except ConfigError as e:
+                raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
+        await store.ensure_signing_key()
+        try:
+            ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
+        except (OSError, ssl.SSLError) as e:
+            raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
+    except BaseException:
+        await store.close()
+        raise
 
     target = LocalProcessTarget(workspace, probe_interval_s=args.probe_interval_s,
                                 ready_probe_interval_s=args.ready_probe_interval_s,
@@ -191,6 +195,7 @@ async def _serve(args: RouterSettings) -> int:
     try:
         listener = await loop.create_server(server, args.host, args.port, ssl=ssl_ctx, backlog=2048)
     except OSError as e:
+        await store.close()
         raise _ConfigFailure(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -213,5 +218,6 @@ async def _serve(args: RouterSettings) -> int:
         listener.close()
         await router.stop()
         await front.close()
+        await store.close()
     del web
     return 0

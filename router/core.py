@@ -10,16 +10,30 @@ Rules that keep requests from failing during changes (peers' rollout pitfalls):
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from openscore.router.auth import ServiceAuth, TokenAuthority
 from openscore.router.autoscale import Autoscaler
 from openscore.router.balancer import BackendState, SlotPool, TrafficSplitter
 from openscore.router.config import ServiceSpec, VersionSpec
 from openscore.router.metrics import RouterMetrics
-from openscore.router.state import DesiredState, StateStore
+from openscore.router.state import (
+    SERVICE,
+    SERVICE_KEYS,
+    SIGNING_KEYS,
+    Change,
+    DesiredState,
+    Expired,
+    ServiceKeys,
+    ServiceRecord,
+    SigningKeys,
+    StateStore,
+)
 from openscore.router.targets import ComputeTarget, ReplicaInfo, VersionKey
 
 log = logging.getLogger("openscore.router")
@@ -32,6 +46,7 @@ class VersionRuntime:
     pool: SlotPool
     autoscaler: Autoscaler | None = None
     last_decision: float = 0.0
+    retired: bool = False          # removed from its service: a request that picked it before picks again
 
 
 @dataclass
@@ -42,6 +57,7 @@ class ServiceRuntime:
     shares: dict[str, float]
     splitter: TrafficSplitter = field(default_factory=TrafficSplitter)
     mirror_credit: dict[str, float] = field(default_factory=dict)
+    revision: str = ""             # of the service document it was built from
 
     def choose_version(self) -> VersionRuntime:
         eligible = [n for n, v in self.versions.items() if v.pool.ready_count]
@@ -73,28 +89,31 @@ class ServiceRuntime:
 class Router:
     def __init__(self, store: StateStore, target: ComputeTarget, *, metrics: RouterMetrics | None = None,
                  tokens: TokenAuthority | None = None, scale_down_window_s: float = 60.0,
-                 watch_interval_s: float = 0.25, drain_timeout_s: float = 330.0):
+                 drain_timeout_s: float = 330.0, resync_delay_s: float = 1.0):
         self.store = store
         self.target = target
         self.metrics = metrics or RouterMetrics()
         self.tokens = tokens or TokenAuthority()
         self.scale_down_window_s = scale_down_window_s
-        self.watch_interval_s = watch_interval_s
         self.drain_timeout_s = drain_timeout_s
+        self.resync_delay_s = resync_delay_s
         self.services: dict[str, ServiceRuntime] = {}
-        self.revision = -1
+        self.keys: dict[str, ServiceKeys] = {}
         self._dirty: set[VersionKey] = set()
         self._sync_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self._retiring: set[str] = set()
         self._loops: list[asyncio.Task] = []
         self._apply_lock = asyncio.Lock()
+        self._applied: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
+        self._applied_cond = asyncio.Condition()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.target.start(self._on_target_change)
-        await self.apply(await asyncio.to_thread(self.store.read))
-        self._loops = [asyncio.create_task(self._watch_store(), name="router-watch"),
+        state = await self.store.snapshot()
+        await self.apply(state)
+        self._loops = [asyncio.create_task(self._watch_store(state.revision), name="router-watch"),
                        asyncio.create_task(self._autoscale_loop(), name="router-autoscale")]
 
     async def stop(self) -> None:
@@ -106,7 +125,7 @@ class Router:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.target.stop()
 
-    def _spawn(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         t = asyncio.create_task(coro, name=name)
         self._tasks.add(t)
         t.add_done_callback(self._task_done)
@@ -116,69 +135,141 @@ class Router:
         if not t.cancelled() and t.exception() is not None:
             log.error("background task %s failed", t.get_name(), exc_info=t.exception())
 
-    async def _watch_store(self) -> None:
-        async for state in self.store.watch(self.watch_interval_s):
-            if state.revision != self.revision:
-                try:
-                    await self.apply(state)
-                except Exception:
-                    log.exception("could not apply desired state revision %d", state.revision)
+    async def _watch_store(self, since: str) -> None:
+        """React to each pushed change; if the watch itself fails, converge on a fresh snapshot and go on."""
+        while True:
+            try:
+                async for change in self.store.watch(since):
+                    try:
+                        await self.apply_change(change)
+                    except Exception:
+                        log.exception("could not apply %s %s at revision %s", change.kind, change.name,
+                                      change.revision)
+                return
+            except Expired as e:
+                log.info("resynchronising with the desired state: %s", e)
+            except Exception:
+                log.exception("watching the desired state failed; resynchronising")
+                await asyncio.sleep(self.resync_delay_s)
+            try:
+                state = await self.store.snapshot()
+                await self.apply(state)
+                since = state.revision
+            except Exception:
+                log.exception("could not read the desired state")
 
     # ------------------------------------------------------------------ desired state -> runtime
     async def apply(self, state: DesiredState) -> None:
-        """Converge on `state`. Idempotent; safe to call after every store write."""
+        """Converge on a whole snapshot (at start, and after a lost watch). Idempotent."""
+        self.tokens.set_keys(state.signing_keys.keys)
+        self.keys = dict(state.keys)
+        for name in list(self.services):
+            if name not in state.services:
+                await self._remove_service(name)
+        for rec in state.services.values():
+            await self._apply_service(rec)
+        log.info("applied the desired state at revision %s: %d service(s)", state.revision, len(self.services))
+
+    async def apply_change(self, change: Change) -> None:
+        """One pushed change: only the object it names is touched."""
+        if change.kind == SERVICE:
+            if isinstance(change.value, ServiceRecord):
+                await self._apply_service(change.value)
+            else:
+                await self._remove_service(change.name)
+        elif change.kind == SERVICE_KEYS:
+            if isinstance(change.value, ServiceKeys):
+                self.keys[change.name] = change.value
+            else:
+                self.keys.pop(change.name, None)
+            svc = self.services.get(change.name)
+            if svc is not None:
+                svc.auth = self._auth(svc.spec, self.keys.get(change.name))
+        elif change.kind == SIGNING_KEYS:
+            self.tokens.set_keys(change.value.keys if isinstance(change.value, SigningKeys) else ())
+        await self._mark_applied(change.kind, change.name, change.revision)
+
+    async def _mark_applied(self, kind: str, name: str, revision: str) -> None:
+        self._applied[kind, name, revision] = None
+        while len(self._applied) > 10_000:
+            self._applied.popitem(last=False)
+        async with self._applied_cond:
+            self._applied_cond.notify_all()
+
+    async def wait_applied(self, kind: str, name: str, revision: str, timeout_s: float = 10.0) -> bool:
+        """Until the watch has brought this write in (so a regenerated key stops working before the admin call
+        returns); False if it did not within `timeout_s`."""
+        async def seen() -> None:
+            async with self._applied_cond:
+                await self._applied_cond.wait_for(lambda: (kind, name, revision) in self._applied)
+        try:
+            await asyncio.wait_for(seen(), timeout_s)
+            return True
+        except TimeoutError:
+            log.warning("%s %s revision %s not applied after %.0f s", kind, name, revision, timeout_s)
+            return False
+
+    @staticmethod
+    def _auth(spec: ServiceSpec, keys: ServiceKeys | None) -> ServiceAuth:
+        mode = "token" if spec.token_auth_enabled else ("key" if spec.auth_enabled else "none")
+        return ServiceAuth(mode, (keys.primary, keys.secondary) if keys else ())
+
+    async def _remove_service(self, name: str) -> None:
         async with self._apply_lock:
-            if state.revision == self.revision:
-                return
-            self.tokens.set_keys(state.signing_keys)
-            wanted: dict[str, ServiceRuntime] = {}
-            for name, rec in state.services.items():
-                spec = rec.spec
-                mode = "token" if spec.token_auth_enabled else ("key" if spec.auth_enabled else "none")
-                auth = ServiceAuth(mode, (rec.primary_key, rec.secondary_key))
-                old = self.services.get(name)
-                versions: dict[str, VersionRuntime] = {}
-                for vname, vspec in spec.versions.items():
-                    key = (name, vname)
-                    vr = old.versions.get(vname) if old else None
-                    if vr is None:
-                        vr = VersionRuntime(key, vspec, SlotPool(name))
-                        replicas = vspec.initial_replicas
-                        rescale = True
-                    else:
-                        replicas = self._replicas_after_update(vr, vspec)
-                        rescale = (vr.spec.autoscale, vr.spec.slots_per_replica) != (vspec.autoscale,
-                                                                                     vspec.slots_per_replica)
-                        vr.spec = vspec
-                    if rescale:
-                        vr.autoscaler = (Autoscaler(vspec.autoscale, vspec.slots_per_replica * vspec.workers,
-                                                    self.scale_down_window_s)
-                                         if vspec.autoscale.enabled else None)
-                        if vr.autoscaler is not None:
-                            vr.autoscaler.reset_history(time.monotonic(), replicas)
+            old = self.services.pop(name, None)
+            if old is not None:
+                for vr in old.versions.values():
+                    self._retire_later(vr)
+                log.info("service %s deleted", name)
+
+    async def _apply_service(self, rec: ServiceRecord) -> None:
+        """Converge one service. A version whose spec did not change is left alone (same replicas)."""
+        async with self._apply_lock:
+            name, spec = rec.name, rec.spec
+            keys = self.keys.get(name)
+            if keys is None:  # a store whose keys arrive on another stream than the service documents
+                keys = await self.store.get_keys(name)
+                if keys is not None:
+                    self.keys[name] = keys
+            old = self.services.get(name)
+            versions: dict[str, VersionRuntime] = {}
+            for vname, vspec in spec.versions.items():
+                key = (name, vname)
+                vr = old.versions.get(vname) if old else None
+                if vr is not None and vr.spec == vspec:
                     versions[vname] = vr
-                    current = self.target.wanted(key)
-                    await self.target.deploy(key, vspec, max(replicas, current))  # never shrink undrained
-                    if replicas < current:
-                        self._spawn(self._scale_down(vr, replicas), f"scale-down-{name}-{vname}")
-                    self._dirty.add(key)
-                rt = ServiceRuntime(spec, auth, versions, spec.traffic_shares())
-                if old is not None:
-                    rt.splitter = old.splitter
-                    rt.mirror_credit = old.mirror_credit
-                wanted[name] = rt
-                if old is not None:
-                    for vname, vr in old.versions.items():
-                        if vname not in versions:
-                            self._spawn(self._retire_version(vr), f"delete-{name}-{vname}")
-            for name, old in self.services.items():
-                if name not in wanted:
-                    for vr in old.versions.values():
-                        self._spawn(self._retire_version(vr), f"delete-{name}-{vr.key[1]}")
-            self.services = wanted
-            self.revision = state.revision
+                    continue
+                if vr is None:
+                    vr = VersionRuntime(key, vspec, SlotPool(name))
+                    replicas = vspec.initial_replicas
+                    rescale = True
+                else:
+                    replicas = self._replicas_after_update(vr, vspec)
+                    rescale = (vr.spec.autoscale, vr.spec.slots_per_replica) != (vspec.autoscale,
+                                                                                 vspec.slots_per_replica)
+                    vr.spec = vspec
+                if rescale:
+                    vr.autoscaler = (Autoscaler(vspec.autoscale, vspec.slots_per_replica * vspec.workers,
+                                                self.scale_down_window_s)
+                                     if vspec.autoscale.enabled else None)
+                    if vr.autoscaler is not None:
+                        vr.autoscaler.reset_history(time.monotonic(), replicas)
+                versions[vname] = vr
+                current = self.target.wanted(key)
+                await self.target.deploy(key, vspec, max(replicas, current))  # never shrink undrained
+                if replicas < current:
+                    self._spawn(self._scale_down(vr, replicas), f"scale-down-{name}-{vname}")
+                self._dirty.add(key)
+            rt = ServiceRuntime(spec, self._auth(spec, keys), versions, spec.traffic_shares(), revision=rec.revision)
+            if old is not None:
+                rt.splitter = old.splitter
+                rt.mirror_credit = old.mirror_credit
+                for vname, vr in old.versions.items():
+                    if vname not in versions:
+                        self._retire_later(vr)
+            self.services[name] = rt
             self._schedule_sync()
-            log.info("applied desired state revision %d: %d service(s)", state.revision, len(wanted))
+            log.info("applied service %s at revision %s", name, rec.revision)
 
     def _replicas_after_update(self, vr: VersionRuntime, new: VersionSpec) -> int:
         current = self.target.wanted(vr.key)
@@ -246,6 +337,10 @@ class Router:
         finally:
             self._retiring.discard(replica_id)
 
+    def _retire_later(self, vr: VersionRuntime) -> None:
+        vr.retired = True  # now, before the service's new runtime is in place: no request waits on it in vain
+        self._spawn(self._retire_version(vr), f"delete-{vr.key[0]}-{vr.key[1]}")
+
     async def _retire_version(self, vr: VersionRuntime) -> None:
         # no new requests pick this version any more; let the ones already queued on it be served first
         end = time.monotonic() + vr.spec.max_queue_wait_ms / 1000.0 + 1.0
@@ -258,7 +353,11 @@ class Router:
             if b is not None:
                 waits.append(b.idle.wait())
         if waits:
-            await asyncio.wait_for(asyncio.gather(*waits), self.drain_timeout_s)
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), self.drain_timeout_s)
+            except TimeoutError:  # still busy at the deadline: stop them anyway, never leave them running
+                log.warning("version %s/%s still busy after %.0f s of draining; stopping its replicas", *vr.key,
+                            self.drain_timeout_s)
         await self.target.delete(vr.key)
         for g in (self.metrics.replicas_ready, self.metrics.replicas_desired, self.metrics.utilization):
             try:
@@ -332,4 +431,4 @@ class Router:
         return {"name": name, "computeType": svc.spec.compute_type.upper(),
                 "state": "Healthy" if ready else "Transitioning",
                 "authEnabled": svc.auth.mode == "key", "tokenAuthEnabled": svc.auth.mode == "token",
-                "versions": versions}
+                "revision": svc.revision, "versions": versions}

@@ -29,7 +29,7 @@ from openscore.router.balancer import Lease, Rejected
 from openscore.router.config import ConfigError, validate_admin_document
 from openscore.router.core import Router, ServiceRuntime, VersionRuntime
 from openscore.router.metrics import VersionMetrics
-from openscore.router.state import NotFound
+from openscore.router.state import SERVICE, SERVICE_KEYS, SIGNING_KEYS, SIGNING_KEYS_NAME, Conflict, NotFound
 
 log = logging.getLogger("openscore.router")
 access_log = logging.getLogger("openscore.router.access")
@@ -37,6 +37,7 @@ JSON = "application/json"
 SCORE_PREFIX = "/api/v1/service/"
 ADMIN_PREFIX = "/admin/v1/"
 MAX_CONNECT_ATTEMPTS = 3
+NO_VERSION = ("-", "-")  # the service/version fields of an access line for a request outside scoring
 
 
 def json_response(status: int, payload: Any, headers: CIMultiDict[str] | None = None) -> web.Response:
@@ -135,66 +136,100 @@ class Frontend:
         path = request.path
         if path.startswith(SCORE_PREFIX):
             return await self._score_route(request, path[len(SCORE_PREFIX):])
+        start = time.perf_counter()
         if path.startswith(ADMIN_PREFIX):
-            return await self._admin(request, path[len(ADMIN_PREFIX):].strip("/").split("/"))
-        if path == "/healthz":
-            return json_response(200, {"status": "alive"})
-        if path == "/readyz":
-            return json_response(200 if self.ready else 503, {"status": "ready" if self.ready else "not ready"})
-        if path == "/metrics":
+            resp = await self._admin(request, path[len(ADMIN_PREFIX):].strip("/").split("/"))
+        elif path == "/healthz":
+            resp = json_response(200, {"status": "alive"})
+        elif path == "/readyz":
+            resp = json_response(200 if self.ready else 503, {"status": "ready" if self.ready else "not ready"})
+        elif path == "/metrics":
             body = self.router.metrics.exposition()
-            return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
-        return message(404, f"No route for {path}. Scoring URLs are /api/v1/service/<name>/score.")
+            resp = web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
+        else:
+            resp = message(404, f"No route for {path}. Scoring URLs are /api/v1/service/<name>/score.")
+        self._log_answer(request, resp, NO_VERSION, start)
+        return resp
+
+    def _log_answer(self, request: BaseRequest, resp: web.StreamResponse, key: tuple[str, str], start: float,
+                    limit: str = "") -> None:
+        """The access line of a request answered without reaching a replica (every answer gets one)."""
+        if self.access is not None:
+            h = request.headers
+            rid = h.get("x-request-id") or h.get("x-ms-client-request-id") or "-"
+            self.access.log(request.method, request.path_qs, resp.status, key, "-", 0.0, 0.0,
+                            time.perf_counter() - start, limit, rid)
 
     # ============================================================== scoring
     async def _score_route(self, request: BaseRequest, rest: str) -> web.StreamResponse:
+        start = time.perf_counter()
         parts = rest.split("/")
+        name = parts[0] or "-"
+        resp: web.StreamResponse
         if len(parts) == 2:
-            name, version, leaf = parts[0], None, parts[1]
+            version, leaf = None, parts[1]
         elif len(parts) == 4 and parts[1] == "versions":
-            name, version, leaf = parts[0], parts[2], parts[3]
+            version, leaf = parts[2], parts[3]
         else:
-            return message(404, "Unknown scoring URL; use /api/v1/service/<name>/score or "
+            resp = message(404, "Unknown scoring URL; use /api/v1/service/<name>/score or "
                                 "/api/v1/service/<name>/versions/<version>/score.")
+            self._log_answer(request, resp, (name, "-"), start)
+            return resp
+        key = (name, version or "-")
         if leaf not in ("score", "swagger.json"):
-            return message(404, f"Unknown route {leaf!r}; use score or swagger.json.")
+            resp = message(404, f"Unknown route {leaf!r}; use score or swagger.json.")
+            self._log_answer(request, resp, key, start)
+            return resp
         svc = self.router.services.get(name)
         if svc is None:
-            return message(404, f"Service {name} not found.")
+            resp = message(404, f"Service {name} not found.")
+            self._log_answer(request, resp, key, start)
+            return resp
         if request.method not in ("GET", "POST"):
-            return message(405, f"Method {request.method} is not routed; only GET and POST are.",
+            resp = message(405, f"Method {request.method} is not routed; only GET and POST are.",
                            CIMultiDict({hdrs.ALLOW: "GET, POST"}))
+            self._log_answer(request, resp, key, start)
+            return resp
         try:
             svc.auth.check(name, request.headers.get(hdrs.AUTHORIZATION), self.router.tokens)
         except AuthError as e:
             self.router.metrics.auth_failures.labels(name, e.reason).inc()
-            return message(401, e.message, CIMultiDict({hdrs.WWW_AUTHENTICATE: 'Bearer realm="openscore"',
+            resp = message(401, e.message, CIMultiDict({hdrs.WWW_AUTHENTICATE: 'Bearer realm="openscore"',
                                                         "x-openscore-limit": "auth"}))
+            self._log_answer(request, resp, key, start, "auth")
+            return resp
         mirrors: tuple[VersionRuntime, ...] = ()
         if version is None:
             vr = svc.choose_version()
             if svc.spec.mirror and leaf == "score":
                 mirrors = tuple(svc.choose_mirrors())
         else:
-            vr = svc.versions.get(version)  # type: ignore[assignment]
+            vr = svc.versions.get(version)
             if vr is None:
-                return message(404, f"Service {name} has no version {version}.")
+                resp = message(404, f"Service {name} has no version {version}.")
+                self._log_answer(request, resp, key, start)
+                return resp
         self.in_flight += 1
         try:
-            return await self._forward(request, svc, vr, "/" + leaf, mirrors)
+            return await self._forward(request, svc, vr, "/" + leaf, mirrors, split=version is None)
         finally:
             self.in_flight -= 1
 
-    async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime,
-                       leaf: str, mirrors: tuple[VersionRuntime, ...] = ()) -> web.StreamResponse:
-        start = time.perf_counter()
-        spec, vm = vr.spec, self.router.metrics.version(vr.key)
-        headers = request.headers
-        rid = headers.get("x-request-id") or headers.get("x-ms-client-request-id") or str(uuid.uuid4())
-        h: CIMultiDict[str] = CIMultiDict((
+    @staticmethod
+    def _headers(rid: str, vr: VersionRuntime) -> CIMultiDict[str]:
+        spec = vr.spec
+        return CIMultiDict((
             ("x-request-id", rid), ("x-openscore-version", vr.key[1]), ("azureml-model-deployment", vr.key[1]),
             ("x-openscore-scoring-timeout-ms", str(spec.scoring_timeout_ms)),
             ("x-openscore-max-queue-wait-ms", str(spec.max_queue_wait_ms))))
+
+    async def _forward(self, request: BaseRequest, svc: ServiceRuntime, vr: VersionRuntime, leaf: str,
+                       mirrors: tuple[VersionRuntime, ...] = (), split: bool = False) -> web.StreamResponse:
+        start = time.perf_counter()
+        vm = self.router.metrics.version(vr.key)
+        headers = request.headers
+        rid = headers.get("x-request-id") or headers.get("x-ms-client-request-id") or str(uuid.uuid4())
+        h = self._headers(rid, vr)
         replica, limit, queue_s, up_s = "-", "", 0.0, 0.0
         resp: web.StreamResponse
         try:
@@ -203,6 +238,11 @@ class Frontend:
             resp, limit = self._too_large(svc, h), "payload_limit"
             vm.rejected(limit)
         else:
+            if vr.retired and split:  # the version was removed while the body came in: split again
+                now = self.router.services.get(vr.key[0])
+                if now is not None and now.versions:
+                    vr = now.choose_version()
+                    vm, h = self.router.metrics.version(vr.key), self._headers(rid, vr)
             for m in mirrors:
                 self._mirror(request, m, leaf, body, rid)
             resp, replica, limit, queue_s, up_s = await self._upstream(request, vr, vm, leaf, body, h, rid)
@@ -328,8 +368,9 @@ class Frontend:
                 vm.rejected("scoring_timeout")
                 return message(504, f"Scoring timeout after {timeout_ms} ms (scoringTimeoutMs): the replica did "
                                     "not answer in time.", h)
-            except proxy.PayloadTooLarge:
+            except proxy.PayloadTooLarge:  # over the limit while streaming: counted like the up-front 413
                 h["x-openscore-limit"] = "payload_limit"
+                vm.rejected("payload_limit")
                 resp = message(413, "The request body is larger than the limit (maxRequestBodyBytes).", h)
                 resp.force_close()
                 return resp
@@ -379,6 +420,9 @@ class Frontend:
             return json_response(400, {"message": f"Invalid configuration, {e}", "key": e.key, "rule": e.rule})
         except NotFound as e:
             return message(404, f"Service {e.args[0]} not found.")
+        except Conflict as e:
+            return json_response(409, {"message": f"{e} (send the revision a GET returns in If-Match, or none to "
+                                                  "overwrite).", "currentRevision": e.current})
         except ValueError as e:
             return message(400, str(e))
 
@@ -391,71 +435,90 @@ class Frontend:
         except orjson.JSONDecodeError as e:
             raise ValueError(f"The body is not valid JSON: {e}") from None
 
-    async def _after_write(self) -> None:
-        """Apply at once, so a regenerated key stops working before the admin call returns."""
-        await self.router.apply(await asyncio.to_thread(self.router.store.read))
-
     async def _admin_route(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
-        store, method = self.router.store, request.method
+        router = self.router
+        store, method = router.store, request.method
         if parts == ["services"] and method == "GET":
-            return json_response(200, {"services": [self.router.status(n) for n in sorted(self.router.services)]})
+            return json_response(200, {"services": [router.status(n) for n in sorted(router.services)]})
         if parts == ["signing-keys", "rotate"] and method == "POST":
             body = await self._body_json(request)
-            keep = 0.0 if body.get("revoke") else float(self.router.tokens.lifetime_s)
-            key = await asyncio.to_thread(store.rotate_signing_key, keep)
-            await self._after_write()
-            return json_response(200, {"kid": key.kid, "previousKeysValidForSeconds": keep})
+            keep = 0.0 if body.get("revoke") else float(router.tokens.lifetime_s)
+            keys = await store.rotate_signing_key(keep)
+            await router.wait_applied(SIGNING_KEYS, SIGNING_KEYS_NAME, keys.revision)
+            assert keys.current is not None
+            return json_response(200, {"kid": keys.current.kid, "previousKeysValidForSeconds": keep})
         if len(parts) < 2 or parts[0] != "services":
             return message(404, "Unknown admin route.")
         name = parts[1]
         if len(parts) == 2:
             if method == "GET":
-                if name not in self.router.services:
+                rec = await store.get_service(name)
+                if rec is None or name not in router.services:
                     raise NotFound(name)
-                rec = store.read().services.get(name)
-                out = self.router.status(name)
-                out["config"] = rec.config if rec else None
-                return json_response(200, out)
+                out = router.status(name)
+                out["config"], out["revision"] = rec.config, rec.revision  # the document: never keys
+                return json_response(200, out, CIMultiDict({hdrs.ETAG: f'"{rec.revision}"'}))
             if method == "PUT":
                 body = await self._body_json(request)
                 if not isinstance(body, dict):
                     raise ValueError("The body must be a JSON object (a deploymentconfig document).")
-                existed = name in store.read().services
+                existed = await store.get_service(name) is not None
                 await asyncio.to_thread(validate_admin_document, name, body)  # absolute paths, files exist
-                await asyncio.to_thread(store.put_service, name, body)
-                await self._after_write()
-                return json_response(200 if existed else 201, self.router.status(name))
+                rec = await store.put_service(name, body, if_match(request))
+                await router.wait_applied(SERVICE, name, rec.revision)
+                out = router.status(name)
+                out["revision"] = rec.revision
+                return json_response(200 if existed else 201, out, CIMultiDict({hdrs.ETAG: f'"{rec.revision}"'}))
             if method == "DELETE":
-                if not await asyncio.to_thread(store.delete_service, name):
+                rev = await store.delete_service(name, if_match(request))
+                if rev is None:
                     raise NotFound(name)
-                await self._after_write()
-                return json_response(200, {"deleted": name})
+                await router.wait_applied(SERVICE, name, rev)
+                return json_response(200, {"deleted": name, "revision": rev})
             return message(405, "Use GET, PUT or DELETE.")
         action = parts[2]
-        rec = store.read().services.get(name)
+        rec = await store.get_service(name)
         if rec is None:
             raise NotFound(name)
         if action == "rollback" and method == "POST":  # one step back: the configuration before the last change
             try:
-                await asyncio.to_thread(store.rollback_service, name)
+                rec = await store.rollback_service(name)
             except NotFound:
                 raise
             except LookupError as e:
                 return message(409, f"{e.args[0]}.")
-            await self._after_write()
-            return json_response(200, self.router.status(name))
+            await router.wait_applied(SERVICE, name, rec.revision)
+            return json_response(200, router.status(name))
         if action in ("keys", "listkeys") and method in ("GET", "POST"):
-            return json_response(200, {"primaryKey": rec.primary_key, "secondaryKey": rec.secondary_key})
+            keys = await store.get_keys(name)
+            if keys is None:
+                raise NotFound(name)
+            return json_response(200, {"primaryKey": keys.primary, "secondaryKey": keys.secondary})
         if action == "regenerateKeys" and method == "POST":
             body = await self._body_json(request)
             key_type = body.get("keyType")
             if not isinstance(key_type, str):
                 raise ValueError("keyType is required: 'Primary' or 'Secondary'.")
-            value = await asyncio.to_thread(store.set_key, name, key_type, body.get("keyValue"))
-            await self._after_write()
-            return json_response(200, {f"{key_type.lower()}Key": value})
+            keys = await store.set_key(name, key_type, body.get("keyValue"))
+            await router.wait_applied(SERVICE_KEYS, name, keys.revision)
+            kt = key_type.lower()
+            return json_response(200, {f"{kt}Key": keys.primary if kt == "primary" else keys.secondary})
         if action == "token" and method == "POST":
             if not rec.spec.token_auth_enabled:
                 return message(400, f"Token auth is not enabled for service {name} (tokenAuthEnabled).")
-            return json_response(200, self.router.tokens.issue(name).as_json())
+            return json_response(200, router.tokens.issue(name).as_json())
         return message(404, "Unknown admin route.")
+
+
+def if_match(request: BaseRequest) -> str | None:
+    """The revision a write was based on (`If-Match: "<revision>"`, from GET's ETag), None for "last write
+    wins"; `*` means any."""
+    value = request.headers.get(hdrs.IF_MATCH)
+    if value is None or value.strip() in ("", "*"):
+        return None
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    if "," in v:
+        raise ValueError("If-Match must name one revision (the ETag or revision a GET returned).")
+    return v.strip().strip('"')

@@ -19,7 +19,8 @@ class RouterMetrics:
         self.requests = Counter("openscore_router_requests", "Scoring requests by final status",
                                 ["service", "version", "status"], registry=r)
         self.rejected = Counter("openscore_router_rejected", "Requests the router answered itself, by reason "
-                                "(overloaded, no_ready_replica, scoring_timeout, upstream_error, payload_too_large)",
+                                "(overloaded, no_ready_replica, scoring_timeout, upstream_error, payload_limit, "
+                                "replica_unreachable)",
                                 ["service", "version", "reason"], registry=r)
         self.auth_failures = Counter("openscore_router_auth_failures", "401s by service and reason",
                                      ["service", "reason"], registry=r)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -295,9 +296,8 @@ class UpstreamPool:
         t = self._addr.get(address)
         if t is None:
             hostport = address.rpartition("//")[2].rstrip("/")
-            host, _, port = hostport.rpartition(":")
-            host = host.strip("[]")
-            t = self._addr[address] = (host, int(port), hostport)
+            host, port = host_port(address)
+            t = self._addr[address] = (host, port, hostport)
         return t
 
     def _get_idle(self, address: str) -> _Conn | None:
@@ -475,12 +475,24 @@ async def stream_back(request: BaseRequest, up: Upstream, status: int, headers: 
 
 async def is_dead(address: str, timeout_s: float = 0.25) -> bool:
     """True when nothing listens at the replica's address any more (connection refused)."""
-    host, _, port = address.rpartition("//")[2].partition(":")
+    host, port = host_port(address)
     try:
-        _, w = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
+        _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except TimeoutError:  # (a subclass of OSError: first) slow to accept is not dead
         return False
     except OSError:
         return True
     w.close()
     return False
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """(host, port) of a base URL or `host:port`, IPv6 literals included (`http://[::1]:8080` -> ("::1", 8080));
+    the scheme's default port when none is given. ValueError for anything else."""
+    url = urllib.parse.urlsplit(address if "//" in address else f"//{address}")
+    port = url.port  # raises ValueError for a port out of range or not a number
+    if not url.hostname:
+        raise ValueError(f"no host in address {address!r}")
+    if port is None:
+        port = 443 if url.scheme == "https" else 80
+    return url.hostname, port

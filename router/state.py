@@ -1,31 +1,33 @@
-"""The desired-state store: services (with their endpoint versions, traffic and autoscale settings), keys and
-token signing keys. The router *watches* it and converges; it never holds the truth itself.
+"""The desired state: services (their deploymentconfig documents), their keys, and the token signing keys. The
+router *watches* it and converges; it never holds the truth itself.
 
-`StateStore` is the interface the deployer reuses (a Kubernetes store would keep the same documents in
-ConfigMaps/Secrets). `FileStateStore` is the embedded default: one JSON document in a workspace folder,
-written atomically under a file lock, so the CLI, the admin API and a hand edit can all change it and a
-running router picks the change up without a restart.
+`StateStore` keeps the rules in one place over any `ObjectStore` (the file store here, Kubernetes objects in a
+cluster): a service document never holds keys (they are a `service-keys` secret of their own, the signing keys
+a `signing-keys` secret), each object has its own revision, a write naming a stale revision is refused with
+`Conflict`, and `watch()` pushes typed changes. A write without a revision is "last write wins".
 """
 
 from __future__ import annotations
 
-import abc
-import asyncio
 import base64
-import contextlib
-import fcntl
-import json
-import os
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from openscore.router.config import ConfigError, ServiceSpec, parse_service
+from openscore.router.objects import Conflict, Event, FileObjectStore, ObjectStore, Stored
+from openscore.router.objects import Expired as Expired  # re-exported: callers need only this module
 
+log = logging.getLogger("openscore.router.store")
 KEY_TYPES = ("primary", "secondary")
+SERVICE, SERVICE_KEYS, SIGNING_KEYS = "service", "service-keys", "signing-keys"
+SIGNING_KEYS_NAME = "token"  # the one signing-keys object
+_RETRIES = 20
+T = TypeVar("T")
 
 
 def new_key() -> str:
@@ -46,247 +48,293 @@ class SigningKey:
 
 
 @dataclass(frozen=True)
+class SigningKeys:
+    keys: tuple[SigningKey, ...] = ()
+    revision: str = ""
+
+    @property
+    def current(self) -> SigningKey | None:
+        live = [k for k in self.keys if k.retired_at is None]
+        return live[-1] if live else None
+
+
+@dataclass(frozen=True)
 class ServiceRecord:
     name: str
-    config: Mapping[str, Any]      # the deploymentconfig document as stored (absolute paths)
+    config: Mapping[str, Any]      # the deploymentconfig document as stored (absolute paths, never keys)
     spec: ServiceSpec
-    primary_key: str
-    secondary_key: str
+    revision: str
+    previous_config: Mapping[str, Any] | None = None  # for one-step rollback
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    name: str
+    primary: str
+    secondary: str
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change pushed by `watch()`: `value` is the new object, None when it was deleted."""
+    kind: str                      # SERVICE, SERVICE_KEYS or SIGNING_KEYS
+    name: str
+    revision: str
+    value: ServiceRecord | ServiceKeys | SigningKeys | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.value is None
 
 
 @dataclass(frozen=True)
 class DesiredState:
-    revision: int = 0
+    """A consistent snapshot; `watch(since=revision)` continues from it."""
+    revision: str = ""
     services: Mapping[str, ServiceRecord] = field(default_factory=dict)
-    signing_keys: tuple[SigningKey, ...] = ()
-
-    @property
-    def current_signing_key(self) -> SigningKey | None:
-        live = [k for k in self.signing_keys if k.retired_at is None]
-        return live[-1] if live else None
+    keys: Mapping[str, ServiceKeys] = field(default_factory=dict)
+    signing_keys: SigningKeys = SigningKeys()
 
 
 class NotFound(KeyError):
     pass
 
 
-class StateStore(abc.ABC):
-    """Desired state. Writers validate before storing, so a reader never sees an invalid service."""
+# ---------------------------------------------------------------------- documents <-> values
+def _service(s: Stored) -> ServiceRecord:
+    config = s.doc["config"]
+    spec = parse_service(s.name, config, "/", path=f"services.{s.name}")
+    return ServiceRecord(s.name, config, spec, s.revision, s.doc.get("previousConfig"))
 
-    @abc.abstractmethod
-    def read(self) -> DesiredState: ...
 
-    @abc.abstractmethod
-    def put_service(self, name: str, config: Mapping[str, Any]) -> ServiceRecord:
-        """Create or replace; raises ConfigError. Keys survive a replace unless the config sets them."""
+def _keys(s: Stored) -> ServiceKeys:
+    return ServiceKeys(s.name, s.doc["primaryKey"], s.doc["secondaryKey"], s.revision)
 
-    @abc.abstractmethod
-    def delete_service(self, name: str) -> bool: ...
 
-    @abc.abstractmethod
-    def rollback_service(self, name: str) -> ServiceRecord:
-        """One-step rollback: the configuration before the last change comes back (and the rolled-back one
-        becomes the previous, so a second rollback redoes it). NotFound without a service; LookupError
-        without a previous configuration."""
+def _signing(s: Stored | None) -> SigningKeys:
+    if s is None:
+        return SigningKeys()
+    return SigningKeys(tuple(SigningKey(k["kid"], base64.b64decode(k["secret"]), k["created"], k.get("retired_at"),
+                                        k.get("valid_until")) for k in s.doc["keys"]), s.revision)
 
-    @abc.abstractmethod
-    def set_key(self, name: str, key_type: str, value: str | None = None) -> str:
-        """Regenerate (value None) or set the primary/secondary key; the old value is gone at once."""
 
-    @abc.abstractmethod
-    def rotate_signing_key(self, keep_old_for_s: float) -> SigningKey:
-        """A new current token signing key; older ones verify for `keep_old_for_s` more (0 = revoke now)."""
+def _signing_doc(key: SigningKey) -> dict[str, Any]:
+    d: dict[str, Any] = {"kid": key.kid, "secret": base64.b64encode(key.secret).decode(), "created": key.created}
+    if key.retired_at is not None:
+        d["retired_at"] = key.retired_at
+    if key.valid_until is not None:
+        d["valid_until"] = key.valid_until
+    return d
 
-    async def watch(self, interval_s: float = 0.25) -> AsyncIterator[DesiredState]:
-        """Yields the state now and after every change (polling; stores with push can override)."""
-        last = -1
-        while True:
+
+def _value(kind: str, s: Stored) -> ServiceRecord | ServiceKeys | SigningKeys:
+    return _service(s) if kind == SERVICE else _keys(s) if kind == SERVICE_KEYS else _signing(s)
+
+
+class StateStore:
+    """Desired state over an `ObjectStore`. Writers validate before storing, so a reader never sees an invalid
+    service."""
+
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+
+    async def close(self) -> None:
+        await self.objects.close()
+
+    async def _retry(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Read-modify-write, again on a concurrent change (only writes without a caller's revision)."""
+        for _ in range(_RETRIES):
             try:
-                state = await asyncio.to_thread(self.read)
-            except (OSError, ValueError):
-                state = None  # a half-written hand edit: try again next tick
-            if state is not None and state.revision != last:
-                last = state.revision
-                yield state
-            await asyncio.sleep(interval_s)
-
-
-class FileStateStore(StateStore):
-    """`<workspace>/state.json` (mode 0600: it holds keys), guarded by `<workspace>/state.lock`."""
-
-    def __init__(self, workspace: str | Path):
-        self.workspace = Path(workspace)
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        self.path = self.workspace / "state.json"
-        self._lock_path = self.workspace / "state.lock"
-        self._cache: tuple[tuple[int, int, int], DesiredState] | None = None
-
-    # ------------------------------------------------------------------ file plumbing
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    def _load_doc(self) -> dict[str, Any]:
-        try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {"revision": 0, "services": {}, "signing_keys": []}
-        if not isinstance(doc, dict):
-            raise ValueError(f"{self.path}: not a JSON object")
-        doc.setdefault("revision", 0)
-        doc.setdefault("services", {})
-        doc.setdefault("signing_keys", [])
-        return doc
-
-    def _write_doc(self, doc: dict[str, Any]) -> None:
-        doc["revision"] = int(doc.get("revision", 0)) + 1
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-
-    def _mutate(self, fn: Callable[[dict[str, Any]], Any]) -> Any:
-        with self._locked():
-            doc = self._load_doc()
-            result = fn(doc)
-            self._write_doc(doc)
-            return result
+                return await fn()
+            except Conflict:
+                continue
+        return await fn()
 
     # ------------------------------------------------------------------ reading
-    def read(self) -> DesiredState:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            return DesiredState()
-        if self._cache is not None and self._cache[0] == stamp:
-            return self._cache[1]
-        doc = self._load_doc()
-        services: dict[str, ServiceRecord] = {}
-        for name, entry in doc["services"].items():
+    async def snapshot(self) -> DesiredState:
+        listing, rev = await self.objects.list((SERVICE, SERVICE_KEYS, SIGNING_KEYS))
+        services = {}
+        for s in listing[SERVICE]:
             try:
-                spec = parse_service(name, entry["config"], "/", path=f"services.{name}")
-            except (ConfigError, KeyError, TypeError) as e:
-                # a hand edit broke one service: keep serving the others, say which and why
-                raise ValueError(f"{self.path}: service {name!r} is invalid: {e}") from e
-            services[name] = ServiceRecord(name, entry["config"], spec, entry["primaryKey"], entry["secondaryKey"])
-        keys = tuple(SigningKey(k["kid"], base64.b64decode(k["secret"]), k["created"], k.get("retired_at"),
-                                k.get("valid_until")) for k in doc["signing_keys"])
-        state = DesiredState(int(doc["revision"]), services, keys)
-        self._cache = (stamp, state)
-        return state
+                services[s.name] = _service(s)
+            except (ConfigError, KeyError, TypeError) as e:  # a broken object: serve the others, say why
+                log.error("service %s in the store is invalid, ignored: %s", s.name, e)
+        keys = {}
+        for s in listing[SERVICE_KEYS]:
+            try:
+                keys[s.name] = _keys(s)
+            except (KeyError, TypeError) as e:
+                log.error("keys of service %s in the store are invalid, ignored: %s", s.name, e)
+        signing = [s for s in listing[SIGNING_KEYS] if s.name == SIGNING_KEYS_NAME]
+        return DesiredState(rev, services, keys, _signing(signing[0] if signing else None))
 
-    # ------------------------------------------------------------------ writing
-    def put_service(self, name: str, config: Mapping[str, Any]) -> ServiceRecord:
-        spec = parse_service(name, config, "/", path=f"services.{name}")  # before taking the lock
+    async def get_service(self, name: str) -> ServiceRecord | None:
+        s = await self.objects.get(SERVICE, name)
+        return _service(s) if s else None
 
-        def fn(doc: dict[str, Any]) -> ServiceRecord:
-            old = doc["services"].get(name, {})
-            primary = spec.primary_key or old.get("primaryKey") or new_key()
-            secondary = spec.secondary_key or old.get("secondaryKey") or new_key()
-            entry = {"config": dict(config), "primaryKey": primary, "secondaryKey": secondary}
-            if "config" in old and old["config"] != entry["config"]:
-                entry["previousConfig"] = old["config"]  # for one-step rollback
-            elif "previousConfig" in old:
-                entry["previousConfig"] = old["previousConfig"]
-            doc["services"][name] = entry
-            return ServiceRecord(name, dict(config), spec, primary, secondary)
+    async def get_keys(self, name: str) -> ServiceKeys | None:
+        s = await self.objects.get(SERVICE_KEYS, name)
+        return _keys(s) if s else None
 
-        return self._mutate(fn)
+    async def signing_keys(self) -> SigningKeys:
+        return _signing(await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME))
 
-    def put_services(self, configs: Mapping[str, Mapping[str, Any]], prune: bool = False) -> None:
-        """Apply a whole services file in one revision (validated first); `prune` deletes the others."""
-        specs = {n: parse_service(n, c, "/", path=f"services.{n}") for n, c in configs.items()}
+    async def watch(self, since: str | None = None) -> AsyncIterator[Change]:
+        """Every change after `since` (a snapshot's revision; now when None), in order, pushed; `Expired` when
+        the store no longer knows them all (take a new snapshot)."""
+        async for ev in self.objects.watch(since):
+            change = self._change(ev)
+            if change is not None:
+                yield change
 
-        def fn(doc: dict[str, Any]) -> None:
-            if prune:
-                for n in list(doc["services"]):
-                    if n not in configs:
-                        del doc["services"][n]
-            for n, c in configs.items():
-                old = doc["services"].get(n, {})
-                entry = {"config": dict(c),
-                         "primaryKey": specs[n].primary_key or old.get("primaryKey") or new_key(),
-                         "secondaryKey": specs[n].secondary_key or old.get("secondaryKey") or new_key()}
-                previous = old.get("config") if old.get("config") not in (None, entry["config"]) \
-                    else old.get("previousConfig")
-                if previous is not None:
-                    entry["previousConfig"] = previous
-                doc["services"][n] = entry
+    @staticmethod
+    def _change(ev: Event) -> Change | None:
+        if ev.kind not in (SERVICE, SERVICE_KEYS, SIGNING_KEYS):
+            return None
+        if ev.doc is None:
+            return Change(ev.kind, ev.name, ev.revision, None)
+        try:
+            return Change(ev.kind, ev.name, ev.revision, _value(ev.kind, Stored(ev.kind, ev.name, ev.revision,
+                                                                                ev.doc)))
+        except (ConfigError, KeyError, TypeError, ValueError) as e:
+            log.error("ignoring an invalid %s %s at revision %s: %s", ev.kind, ev.name, ev.revision, e)
+            return None
 
-        self._mutate(fn)
+    # ------------------------------------------------------------------ services
+    async def put_service(self, name: str, config: Mapping[str, Any], revision: str | None = None) -> ServiceRecord:
+        """Create or replace; raises ConfigError, and Conflict when `revision` is not the current one. Keys given
+        in the document (`keys.primaryKey/secondaryKey`) go to the service's secret; others are kept, or
+        generated for a new service. An identical document is not a change (same revision)."""
+        spec = parse_service(name, config, "/", path=f"services.{name}")  # validates the keys too
+        doc = {k: v for k, v in config.items() if k != "keys"}
+        plain = parse_service(name, doc, "/", path=f"services.{name}")
+        if revision is not None:
+            current = await self.objects.get(SERVICE, name)
+            if current is None or current.revision != revision:
+                raise Conflict(SERVICE, name, revision, current.revision if current else None)
+        await self._ensure_keys(name, spec.primary_key, spec.secondary_key)  # first: no service without keys
 
-    def delete_service(self, name: str) -> bool:
-        return bool(self._mutate(lambda doc: doc["services"].pop(name, None) is not None))
+        async def write() -> ServiceRecord:
+            current = await self.objects.get(SERVICE, name)
+            if current is not None and current.doc.get("config") == doc:
+                if revision is not None and current.revision != revision:
+                    raise Conflict(SERVICE, name, revision, current.revision)
+                return ServiceRecord(name, doc, plain, current.revision, current.doc.get("previousConfig"))
+            new: dict[str, Any] = {"config": doc}
+            previous = current.doc.get("config") if current else None
+            if previous is not None:
+                new["previousConfig"] = previous
+            expect = revision if revision is not None else (current.revision if current else None)
+            s = await self.objects.put(SERVICE, name, new, expect)
+            return ServiceRecord(name, doc, plain, s.revision, previous)
 
-    def rollback_service(self, name: str) -> ServiceRecord:
-        def fn(doc: dict[str, Any]) -> ServiceRecord:
-            entry = doc["services"].get(name)
-            if entry is None:
+        return await (write() if revision is not None else self._retry(write))
+
+    async def put_services(self, configs: Mapping[str, Mapping[str, Any]], prune: bool = False) -> None:
+        """Apply a whole services file (every document validated before any is written); `prune` deletes the
+        services it does not name."""
+        for n, c in configs.items():
+            parse_service(n, c, "/", path=f"services.{n}")
+        if prune:
+            listing, _ = await self.objects.list((SERVICE,))
+            for s in listing[SERVICE]:
+                if s.name not in configs:
+                    await self.delete_service(s.name)
+        for n, c in configs.items():
+            await self.put_service(n, c)
+
+    async def delete_service(self, name: str, revision: str | None = None) -> str | None:
+        """The deletion's revision (None: there was no such service); its keys go with it."""
+        rev = await self.objects.delete(SERVICE, name, revision)
+        if rev is not None:
+            await self.objects.delete(SERVICE_KEYS, name)
+        return rev
+
+    async def rollback_service(self, name: str) -> ServiceRecord:
+        """One-step rollback: the configuration before the last change comes back (and the rolled-back one
+        becomes the previous, so a second rollback redoes it). NotFound without a service; LookupError
+        without a previous configuration. Keys are not rolled back."""
+        async def write() -> ServiceRecord:
+            current = await self.objects.get(SERVICE, name)
+            if current is None:
                 raise NotFound(name)
-            previous = entry.get("previousConfig")
+            previous = current.doc.get("previousConfig")
             if previous is None:
                 raise LookupError(f"service {name} has no previous configuration to roll back to")
             spec = parse_service(name, previous, "/", path=f"services.{name}")
-            entry["previousConfig"], entry["config"] = entry["config"], previous
-            return ServiceRecord(name, previous, spec, entry["primaryKey"], entry["secondaryKey"])
+            s = await self.objects.put(SERVICE, name, {"config": previous, "previousConfig": current.doc["config"]},
+                                       current.revision)
+            return ServiceRecord(name, previous, spec, s.revision, current.doc["config"])
 
-        return self._mutate(fn)
+        return await self._retry(write)
 
-    def set_key(self, name: str, key_type: str, value: str | None = None) -> str:
+    # ------------------------------------------------------------------ keys
+    async def _ensure_keys(self, name: str, primary: str | None, secondary: str | None) -> ServiceKeys:
+        async def write() -> ServiceKeys:
+            current = await self.objects.get(SERVICE_KEYS, name)
+            old = current.doc if current else {}
+            doc = {"primaryKey": primary or old.get("primaryKey") or new_key(),
+                   "secondaryKey": secondary or old.get("secondaryKey") or new_key()}
+            if current is not None and doc == dict(current.doc):
+                return _keys(current)
+            s = await self.objects.put(SERVICE_KEYS, name, doc, current.revision if current else None)
+            return _keys(s)
+
+        return await self._retry(write)
+
+    async def set_key(self, name: str, key_type: str, value: str | None = None) -> ServiceKeys:
+        """Regenerate (value None) or set the primary/secondary key; the old value is gone at once."""
         kt = key_type.lower()
         if kt not in KEY_TYPES:
             raise ValueError(f"keyType must be 'Primary' or 'Secondary', got {key_type!r}")
         if value is not None and (not isinstance(value, str) or len(value) < 8):
             raise ValueError("keyValue must be a string of at least 8 characters")
         v = value or new_key()
+        if await self.objects.get(SERVICE, name) is None:
+            raise NotFound(name)
+        return await self._ensure_keys(name, v if kt == "primary" else None, v if kt == "secondary" else None)
 
-        def fn(doc: dict[str, Any]) -> str:
-            entry = doc["services"].get(name)
-            if entry is None:
-                raise NotFound(name)
-            entry[f"{kt}Key"] = v
-            # a key set in the config file would bring the old value back on the next apply: drop it there
-            entry["config"].get("keys", {}).pop(f"{kt}Key", None)
-            return v
+    # ------------------------------------------------------------------ token signing keys
+    async def _update_signing(self, fn: Callable[[list[SigningKey]], list[SigningKey] | None]) -> SigningKeys:
+        async def write() -> SigningKeys:
+            current = await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME)
+            keys = list(_signing(current).keys)
+            new = fn(keys)
+            if new is None:
+                return _signing(current)
+            s = await self.objects.put(SIGNING_KEYS, SIGNING_KEYS_NAME, {"keys": [_signing_doc(k) for k in new]},
+                                       current.revision if current else None)
+            return _signing(s)
 
-        return self._mutate(fn)
+        return await self._retry(write)
 
-    def rotate_signing_key(self, keep_old_for_s: float) -> SigningKey:
+    async def rotate_signing_key(self, keep_old_for_s: float) -> SigningKeys:
+        """A new current token signing key; older ones verify for `keep_old_for_s` more (0 = revoke now)."""
         now = time.time()
         key = SigningKey(secrets.token_hex(8), secrets.token_bytes(32), now)
 
-        def fn(doc: dict[str, Any]) -> SigningKey:
+        def rotate(keys: list[SigningKey]) -> list[SigningKey]:
             kept = []
-            for k in doc["signing_keys"]:
-                if k.get("retired_at") is None:
-                    k["retired_at"] = now
-                    k["valid_until"] = now + keep_old_for_s
-                if keep_old_for_s > 0 and k.get("valid_until", now + 1) > now:
+            for k in keys:
+                if k.retired_at is None:
+                    k = SigningKey(k.kid, k.secret, k.created, now, now + keep_old_for_s)
+                if keep_old_for_s > 0 and k.verifies_at(now):
                     kept.append(k)
-            kept.append({"kid": key.kid, "secret": base64.b64encode(key.secret).decode(), "created": now})
-            doc["signing_keys"] = kept
-            return key
+            return [*kept, key]
 
-        return self._mutate(fn)
+        return await self._update_signing(rotate)
 
-    def ensure_signing_key(self) -> None:
+    async def ensure_signing_key(self) -> SigningKeys:
         """A first signing key for a new workspace (token auth needs one)."""
-        if self.read().current_signing_key is not None:
-            return
+        def first(keys: list[SigningKey]) -> list[SigningKey] | None:
+            if any(k.retired_at is None for k in keys):
+                return None
+            return [*keys, SigningKey(secrets.token_hex(8), secrets.token_bytes(32), time.time())]
 
-        def fn(doc: dict[str, Any]) -> None:
-            if not any(k.get("retired_at") is None for k in doc["signing_keys"]):
-                doc["signing_keys"].append({"kid": secrets.token_hex(8), "created": time.time(),
-                                            "secret": base64.b64encode(secrets.token_bytes(32)).decode()})
+        return await self._update_signing(first)
 
-        self._mutate(fn)
+
+def FileStateStore(workspace: str | Path, *, poll_s: float = 0.25) -> StateStore:
+    """The embedded default: the desired state in `<workspace>/store/` (see `FileObjectStore`)."""
+    return StateStore(FileObjectStore(workspace, poll_s=poll_s))

@@ -1,5 +1,7 @@
 """Mirrored (shadow) traffic rules and one-step rollback in the store, without processes."""
 
+import asyncio
+
 import pytest
 
 from openscore.router.config import ConfigError, parse_service
@@ -70,18 +72,24 @@ def test_mirror_share_is_exact_and_skips_unready_versions():
 
 
 def test_rollback_is_one_step_and_redoable(tmp_path):
-    store = FileStateStore(tmp_path)
-    v1 = {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 1}
-    v2 = {**v1, "numReplicas": 2}
-    first = store.put_service("svc-a", v1)
-    with pytest.raises(LookupError, match="no previous configuration"):
-        store.rollback_service("svc-a")
-    store.put_service("svc-a", v2)
-    store.put_service("svc-a", v2)  # an identical re-apply is not a change: the previous stays v1
-    back = store.rollback_service("svc-a")
-    assert back.config == v1 and store.read().services["svc-a"].spec.versions["svc-a"].num_replicas == 1
-    assert back.primary_key == first.primary_key  # keys are not rolled back
-    again = store.rollback_service("svc-a")  # rolling back a rollback redoes the change
-    assert again.config == v2
-    with pytest.raises(NotFound):
-        store.rollback_service("nope-svc")
+    async def main():
+        store = FileStateStore(tmp_path)
+        try:
+            v1 = {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 1}
+            v2 = {**v1, "numReplicas": 2}
+            await store.put_service("svc-a", v1)
+            first = await store.get_keys("svc-a")
+            with pytest.raises(LookupError, match="no previous configuration"):
+                await store.rollback_service("svc-a")
+            await store.put_service("svc-a", v2)
+            await store.put_service("svc-a", v2)  # an identical re-apply is not a change: the previous stays v1
+            back = await store.rollback_service("svc-a")
+            assert back.config == v1 and (await store.get_service("svc-a")).spec.versions["svc-a"].num_replicas == 1
+            assert (await store.get_keys("svc-a")).primary == first.primary  # keys are not rolled back
+            again = await store.rollback_service("svc-a")  # rolling back a rollback redoes the change
+            assert again.config == v2
+            with pytest.raises(NotFound):
+                await store.rollback_service("nope-svc")
+        finally:
+            await store.close()
+    asyncio.run(main())

@@ -11,26 +11,38 @@ from openscore.router.state import FileStateStore
 
 
 def test_file_store_keys_and_watch(tmp_path):
-    store = FileStateStore(tmp_path)
-    rec = store.put_service("svc-a", {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 1})
-    assert rec.primary_key != rec.secondary_key and len(rec.primary_key) >= 32
-    assert oct((tmp_path / "state.json").stat().st_mode & 0o777) == "0o600"
-    again = store.put_service("svc-a", {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 2})
-    assert again.primary_key == rec.primary_key  # a replace keeps the keys
-    new = store.set_key("svc-a", "Primary")
-    assert store.read().services["svc-a"].primary_key == new != rec.primary_key
+    async def main():
+        store = FileStateStore(tmp_path, poll_s=0.05)
+        try:
+            await store.put_service("svc-a", {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 1})
+            rec = await store.get_keys("svc-a")
+            assert rec.primary != rec.secondary and len(rec.primary) >= 32
+            keys_file = tmp_path / "store" / "secrets" / "service-keys" / "svc-a.json"
+            assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
+            await store.put_service("svc-a", {"computeType": "aks", "entryScript": "/x/score.py", "numReplicas": 2})
+            again = await store.get_keys("svc-a")
+            assert again.primary == rec.primary  # a replace keeps the keys
+            new = await store.set_key("svc-a", "Primary")
+            assert (await store.get_keys("svc-a")).primary == new.primary != rec.primary
 
-    async def watch():
-        seen = []
-        async for state in FileStateStore(tmp_path).watch(0.05):
-            seen.append(state.revision)
-            if len(seen) == 1:  # another process (here: another store object) writes
-                await asyncio.to_thread(store.delete_service, "svc-a")
-            else:
-                assert "svc-a" not in state.services
-                return seen
-    seen = asyncio.run(asyncio.wait_for(watch(), 5))
-    assert seen[1] > seen[0]
+            other = FileStateStore(tmp_path, poll_s=0.05)  # another process (here: another store object) watches
+            try:
+                start = await other.snapshot()
+                assert "svc-a" in start.services
+                seen = [start.revision]
+                await store.delete_service("svc-a")
+                async for change in other.watch(start.revision):
+                    seen.append(change.revision)
+                    if change.kind == "service" and change.deleted:
+                        assert change.name == "svc-a" and "svc-a" not in (await other.snapshot()).services
+                        return seen
+            finally:
+                await other.close()
+        finally:
+            await store.close()
+
+    seen = asyncio.run(asyncio.wait_for(main(), 5))
+    assert int(seen[-1]) > int(seen[0])
 
 
 def test_load_step_scales_up_then_down(start_router):

@@ -1,0 +1,57 @@
+"""Retiring a deleted version whose drain does not finish: its replicas are stopped at the deadline, not left
+running. A real router core, file store and replica processes, driven in-process (no HTTP front end)."""
+
+import asyncio
+import os
+import time
+
+from routerkit import SCRIPTS
+
+from openscore.router.core import Router
+from openscore.router.local_target import LocalProcessTarget
+from openscore.router.state import FileStateStore
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def until(cond, timeout_s: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_a_version_still_busy_at_the_drain_deadline_is_stopped(tmp_path):
+    async def main():
+        store = FileStateStore(tmp_path, poll_s=0.05)
+        target = LocalProcessTarget(tmp_path, graceful_s=2)
+        router = Router(store, target, drain_timeout_s=0.5)
+        await store.put_service("busy-svc", {"computeType": "aks", "entryScript": str(SCRIPTS / "slow.py"),
+                                             "sourceDirectory": str(SCRIPTS), "numReplicas": 1})
+        await router.start()
+        try:
+            await until(lambda: "busy-svc" in router.services
+                        and router.services["busy-svc"].versions["busy-svc"].pool.ready_count == 1,
+                        what="a ready replica")
+            vr = router.services["busy-svc"].versions["busy-svc"]
+            (pid,) = target.pids().values()
+            lease = vr.pool.try_acquire()  # a request in flight that never finishes
+            assert lease is not None
+            rev = await store.delete_service("busy-svc")
+            assert await router.wait_applied("service", "busy-svc", rev)
+            assert "busy-svc" not in router.services
+            await until(lambda: not alive(pid), what=f"replica {pid} to be stopped after the drain deadline")
+            assert target.keys() == set() and target.pids() == {}
+            lease.release()  # the late answer frees its slot on a pool nobody routes to any more
+            assert not [t for t in router._tasks if not t.done()]  # the retire task finished, it did not fail
+        finally:
+            await router.stop()
+            await store.close()
+    asyncio.run(main())
