@@ -131,7 +131,7 @@ def test_routes_methods_and_errors(srv):
 
 
 def test_print_in_run_is_logged_with_request_id(srv):
-    r = post(srv, {"return": "print"}, headers={"x-ms-request-id": "print-req-7"})
+    r = post(srv, {"return": "print"}, headers={"x-request-id": "print-req-7"})
     assert r.status_code == 200
     line = next(line for line in srv.log().splitlines() if "hello from run" in line)
     assert "print-req-7" in line and "openscore.print" in line
