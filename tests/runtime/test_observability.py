@@ -107,3 +107,17 @@ def test_model_data_collector_shim_writes_csv_with_request_id(serve, tmp_path):
     rows = list(csv.DictReader(files[0].open()))
     assert [(row["a"], row["b"]) for row in rows] == [("1", "2"), ("3", "4")]
     assert {row["$aml_request_id"] for row in rows} == {"mdc-req-1"}
+
+
+def test_one_request_id_in_headers_access_log_and_prints(serve):
+    """x-request-id is Azure's REQUEST_ID: with x-ms-client-request-id also sent, everything records x-request-id."""
+    srv = serve("plain_echo.py", "--log-format", "json")
+    r = requests.post(srv.url + "/score", data=json.dumps({"return": "print"}),
+                      headers={"x-request-id": "req-A", "x-ms-client-request-id": "client-B"})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == "req-A" and r.headers["x-ms-client-request-id"] == "client-B"
+    srv.stop()  # flushes the access log
+    records = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
+    printed = next(r for r in records if r["message"] == "hello from run")
+    access = next(r for r in records if r["logger"] == "openscore.access" and r.get("path") == "/score")
+    assert printed["request_id"] == access["request_id"] == "req-A"

@@ -203,3 +203,13 @@ def test_cors_only_when_configured(serve):
     r = requests.options(srv.url + "/score", headers={"Origin": "https://app.example",
                                                       "Access-Control-Request-Method": "POST"})
     assert r.status_code == 200 and "POST" in r.headers["Access-Control-Allow-Methods"]
+
+
+def test_swagger_and_405_say_run_function_not_failed(srv):
+    r = requests.get(srv.url + "/swagger.json")
+    assert r.status_code == 200 and r.headers["x-ms-run-function-failed"] == "False"
+    r = requests.get(srv.url + "/swagger.json?version=5")
+    assert r.status_code == 404 and r.headers["x-ms-run-function-failed"] == "False"
+    for method, path in (("PUT", "/score"), ("POST", "/")):
+        r = requests.request(method, srv.url + path)
+        assert r.status_code == 405 and r.headers["x-ms-run-function-failed"] == "False"
