@@ -85,8 +85,10 @@ class EntryScriptRunner:
     """Calls the entry script's run() (threaded or async) within the scoring timeout and encodes its result.
     Admission (init wait, slots) is the data plane's."""
 
-    def __init__(self, pool: RunThreadPool, *, scoring_timeout_ms: int, numpy_json: bool = False):
+    def __init__(self, pool: RunThreadPool, *, scoring_timeout_ms: int, numpy_json: bool = False,
+                 run_seconds: Any = None):
         self.script: EntryScript | None = None  # set once init() has succeeded
+        self._run_seconds = run_seconds if run_seconds is not None else metrics.RUN_SECONDS
         self.pool = pool
         self.scoring_timeout_ms = scoring_timeout_ms
         self.numpy_json = numpy_json
@@ -104,7 +106,7 @@ class EntryScriptRunner:
             if not self.script.is_async:
                 metrics.ABANDONED_THREADS.inc()
             return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
-        metrics.RUN_SECONDS.observe(elapsed)
+        self._run_seconds.observe(elapsed)
         if not ok:
             log.error("run() raised %s for request %s", type(value).__name__, request_id, exc_info=value)
             return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)

@@ -57,6 +57,9 @@ class WorkerHttpApp:
         self.swagger = swagger
         self.draining = False
         self.in_flight = 0
+        self._handling = 0  # requests of any route inside handle(); metrics are flushed when it drops to 0
+        self._request_count: dict[tuple[str, int], Any] = {}
+        self._request_seconds: dict[str, Any] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         # path -> (allowed methods, handler, metrics route label, azure blueprint route?)
@@ -100,6 +103,15 @@ class WorkerHttpApp:
     # ---------------------------------------------------------------- dispatch
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         start = time.perf_counter()
+        self._handling += 1
+        try:
+            return await self._dispatch(request, start)
+        finally:
+            self._handling -= 1
+            if self._handling == 0:  # nothing else in flight: let a scrape that follows see this request
+                self.plane.metrics.flush()
+
+    async def _dispatch(self, request: BaseRequest, start: float) -> web.StreamResponse:
         current_request_id.set(None)  # the connection's task is reused across keep-alive requests
         path = request.path
         entry = self._routes.get(path)
@@ -124,11 +136,23 @@ class WorkerHttpApp:
         if self._cors:
             self._add_cors(request, resp)
         elapsed = time.perf_counter() - start
-        metrics.observe_request(label, resp.status, elapsed)
+        self._observe(label, resp.status, elapsed)
         if self.access_log is not None and path != "/":
             self.access_log.log(request.method, request.path_qs, resp.status, elapsed * 1000,
                                 resp.content_length, current_request_id.get())
         return resp
+
+    def _observe(self, route: str, status: int, seconds: float) -> None:
+        """openscore_requests_total and openscore_request_duration_seconds, batched (metric_batch)."""
+        key = (route, status)
+        count = self._request_count.get(key)
+        if count is None:
+            count = self._request_count[key] = self.plane.metrics.counter(metrics.REQUESTS, route, str(status))
+        count.inc()
+        hist = self._request_seconds.get(route)
+        if hist is None:
+            hist = self._request_seconds[route] = self.plane.metrics.histogram(metrics.REQUEST_SECONDS, route)
+        hist.observe(seconds)
 
     def _add_slot_headers(self, headers: Any) -> None:
         """Replica-wide slot occupancy on every response, for a router to route by."""
@@ -186,6 +210,7 @@ class WorkerHttpApp:
                                   "workers": o.workers, "ready": o.workers_ready == o.workers and not self.draining})
 
     async def _metrics(self, request: BaseRequest) -> web.StreamResponse:
+        self.plane.metrics.flush()
         body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, self.table)
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
 

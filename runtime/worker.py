@@ -201,6 +201,7 @@ class Worker:
                         os.getpid(), self.app.in_flight, grace)
         gate.fail_waiters("the server is shutting down")
         await http.shutdown(1.0)  # type: ignore[attr-defined]
+        self.app.plane.metrics.flush()
         self.pool.shutdown()
         if self.app.access_log is not None:
             self.app.access_log.flush()
