@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
-from multidict import CIMultiDict
 
 from openscore import __version__
 from openscore.accelerators.v2_codec import (
@@ -171,8 +170,8 @@ class V2Routes:
         plane = self.app.plane
         if result.message is not None:  # an error: V2 words it as {"error": ...}
             result.body, result.headers = error_body(result.message), [(hdrs.CONTENT_TYPE, "application/json")]
-        headers = CIMultiDict(plane.response_headers(ids, result))
+        resp = web.Response(status=result.status, body=result.body, headers=plane.response_headers(ids, result))
         if plane.collector is not None:
             plane.collect(ids.request_id, request.method, request.path_qs, result.status, result.run_ms or 0.0, body,
-                          request.headers.get(hdrs.CONTENT_TYPE, ""), result.body, headers[hdrs.CONTENT_TYPE])
-        return web.Response(status=result.status, body=result.body, headers=headers)
+                          request.headers.get(hdrs.CONTENT_TYPE, ""), result.body, resp.headers[hdrs.CONTENT_TYPE])
+        return resp

@@ -255,11 +255,11 @@ class WorkerHttpApp:
             scheme=request.scheme, host=request.host, remote=request.remote or "")
         with self.tracking_request():
             result = await plane.score(req, request_id)
-        headers = CIMultiDict(plane.response_headers(ids, result))
-        resp = web.Response(status=result.status, body=result.body, headers=headers)
+        # a list, not a CIMultiDict: web.Response copies the headers it is given into its own
+        resp = web.Response(status=result.status, body=result.body, headers=plane.response_headers(ids, result))
         if plane.collector is not None:
             plane.collect(request_id, req.method, request.path_qs, result.status, result.run_ms or 0.0, body,
-                          req.content_type, result.body, headers.get(hdrs.CONTENT_TYPE, ""))
+                          req.content_type, result.body, resp.headers.get(hdrs.CONTENT_TYPE, ""))
         return resp
 
     async def read_body(self, request: BaseRequest) -> bytes | web.StreamResponse:
