@@ -19,7 +19,7 @@ import numpy as np
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a runtime dependency, json is the fallback
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 HEADER = "Inference-Header-Content-Length"
 V2_TO_NUMPY = {

@@ -108,7 +108,8 @@ class EntryScriptRunner:
             return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
         self._run_seconds.observe(elapsed)
         if not ok:
-            log.error("run() raised %s for request %s", type(value).__name__, request_id, exc_info=value)
+            log.error("run() raised %s for request %s", type(value).__name__, request_id,
+                      exc_info=value if isinstance(value, BaseException) else None)
             return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
         try:
             enc = encode_result(value, self.numpy_json)
