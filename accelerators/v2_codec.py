@@ -19,7 +19,7 @@ import numpy as np
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a runtime dependency, json is the fallback
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 HEADER = "Inference-Header-Content-Length"
 V2_TO_NUMPY = {
@@ -28,6 +28,7 @@ V2_TO_NUMPY = {
     "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
 }
 NUMPY_TO_V2 = {np.dtype(v).str: k for k, v in V2_TO_NUMPY.items() if k != "BYTES"}
+MAX_DIMS = 64  # numpy's limit on the rank of an array
 
 
 class V2Error(ValueError):
@@ -144,6 +145,8 @@ def _decode_input(spec: Any, i: int, blob: memoryview, offset: int) -> tuple[np.
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise V2Error(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        raise V2Error(f"input {name!r}: 'shape' has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
     if dt not in V2_TO_NUMPY:
         raise V2Error(f"input {name!r}: unsupported datatype {dt!r}; supported: {', '.join(V2_TO_NUMPY)}")
     params = spec.get("parameters") or {}
@@ -216,11 +219,25 @@ def _flatten(data: Any):
 def _decode_output(o: Any) -> RequestedOutput:
     if not isinstance(o, dict) or not isinstance(o.get("name"), str):
         raise V2Error("each requested output must be an object with a string 'name'")
-    params = o.get("parameters") or {}
+    params = o.get("parameters")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise V2Error(f"output {o['name']!r}: 'parameters' must be an object")
     if "shared_memory_region" in params:
         raise V2Error(f"output {o['name']!r}: the shared-memory extension is not supported")
     binary = params.get("binary_data")
     return RequestedOutput(o["name"], None if binary is None else bool(binary), params)
+
+
+def check_input_types(model: Any, inputs: Mapping[str, np.ndarray]) -> None:
+    """V2 tensors are typed: an input whose datatype is not the model's is a V2Error (no silent cast)."""
+    for spec in model.inputs:
+        arr = inputs.get(spec.name)
+        if arr is not None and arr.dtype != spec.dtype and not (arr.dtype.kind == "O" and spec.dtype.kind in "OSU"):
+            got, want = v2_datatype(arr.dtype), v2_datatype(spec.dtype)
+            if got != want:
+                raise V2Error(f"input {spec.name!r} has datatype {got}, but the model expects {want}")
 
 
 # ---------------------------------------------------------------- responses

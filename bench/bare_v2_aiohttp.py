@@ -1,5 +1,6 @@
-"""The V2 baseline: a bare aiohttp handler that decodes a V2 JSON infer request, runs onnxruntime and encodes
-the V2 response, nothing else (no slots, ids, metrics or logs). Usage: bare_v2_aiohttp.py PORT MODEL.onnx"""
+"""The model baselines: bare aiohttp handlers that run onnxruntime with nothing else (no slots, ids, metrics or
+logs): V2 JSON infer (decode, run, encode) and a no-code style /score ({"data": X} -> {"<output>": [...]}).
+Usage: bare_v2_aiohttp.py PORT MODEL.onnx"""
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ from aiohttp import web
 so = ort.SessionOptions()
 so.intra_op_num_threads = 1
 sess = ort.InferenceSession(sys.argv[2], so, providers=["CPUExecutionProvider"])
-out_name = sess.get_outputs()[0].name
+in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -23,12 +24,19 @@ async def infer(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
+async def score(request: web.Request) -> web.Response:
+    x = np.asarray(orjson.loads(await request.read())["data"], dtype=np.float32)
+    y = sess.run(None, {in_name: x})[0]
+    return web.Response(body=orjson.dumps({out_name: y.tolist()}), content_type="application/json")
+
+
 async def ready(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
 app = web.Application()
 app.router.add_post("/v2/models/{model}/infer", infer)
+app.router.add_post("/score", score)
 app.router.add_get("/v2/health/ready", ready)
 try:
     import uvloop

@@ -93,7 +93,7 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
 
 
 def capture_prints() -> None:
-    sys.stdout = PrintCapture(logging.getLogger(PRINT_LOGGER))  # type: ignore[assignment]
+    sys.stdout = PrintCapture(logging.getLogger(PRINT_LOGGER))
 
 
 class AccessLog:
@@ -105,7 +105,7 @@ class AccessLog:
 
     def __init__(self, log_format: str, fd: int | None = None):
         self._json = log_format == "json"
-        self._out = BatchedLineWriter(sys.__stdout__.fileno() if fd is None else fd)
+        self._out = BatchedLineWriter((sys.__stdout__ or sys.stdout).fileno() if fd is None else fd)
         self._pid = os.getpid()
 
     def log(self, method: str, path: str, status: int, duration_ms: float, length: int | None,

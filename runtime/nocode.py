@@ -1,18 +1,22 @@
 """`--model` and `--device`: no-code ONNX serving defaults, the environment the built-in entry script and
 `accelerators.current_device()` read in every worker, and the start-up check of an explicit device.
 
-The model is served by a real entry script (runtime/nocode_score.py), so slots, timeouts, headers, metrics and
-the access log are the same code paths as for a user's score.py.
+The model is loaded into the data plane's registry in place of init(); /score and the Open Inference Protocol
+answer from there through the same data plane as a user's score.py (slots, timeouts, headers, metrics, logs).
+runtime/nocode_score.py is the entry script it stands on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from openscore.runtime.settings import ServerSettings, SettingsError
+
+log = logging.getLogger("openscore.worker")
 
 NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
 ENV_MODEL = "OPENSCORE_MODEL"
@@ -58,3 +62,29 @@ def check_device(device: str | None) -> None:
         return
     from openscore.accelerators.devices import resolve_device
     resolve_device(device)  # DeviceNotFoundError names the device and what the machine has
+
+
+def is_nocode(s: ServerSettings) -> bool:
+    """True when the server answers from a --model with the built-in entry script (not a user's score.py)."""
+    return bool(s.model) and s.entry_script is not None and str(s.entry_script_path()) == NOCODE_SCRIPT
+
+
+def load_configured_model() -> Any:
+    """In a worker: the model of --model on --device behind the dynamic batcher (from the exported environment)."""
+    from openscore.accelerators import load_model
+
+    path = os.environ[ENV_MODEL]
+    threads = os.environ.get(ENV_INTRA_OP_THREADS)
+    model = load_model(path, os.environ.get(ENV_DEVICE) or "auto",
+                       max_batch_size=int(os.environ.get(ENV_MAX_BATCH_SIZE, "32")),
+                       max_queue_delay_ms=float(os.environ.get(ENV_MAX_QUEUE_DELAY_MS, "0")),
+                       backend_options={"intra_op_num_threads": int(threads)} if threads else None)
+    d = model.describe()
+    log.info("Model %s loaded from %s on %s (%s); inputs %s; outputs %s; max batch size %d", d["name"], path,
+             d["device"], ", ".join(d["providers"]) or "-", _specs(d["inputs"]), _specs(d["outputs"]),
+             d["max_batch_size"])
+    return model
+
+
+def _specs(specs: list[dict]) -> str:
+    return ", ".join(f"{t['name']}:{t['dtype']}{t['shape']}" for t in specs)

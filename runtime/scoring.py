@@ -1,7 +1,7 @@
-"""The scoring path, independent of HTTP: input -> slot -> run() with a timeout -> encoded response.
+"""Calling an entry script's run() within the scoring timeout, init() state, and scoring results.
 
 Every failure becomes the status and `{"message": ...}` body that azmlinfsrv gives (spec 1.4-1.8), plus
-503 for overload, which azmlinfsrv lacks. The slot is always released, whatever run() does.
+503 for overload, which azmlinfsrv lacks. Admission (init wait, slots) is in `data_plane`.
 """
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from openscore.runtime import metrics
-from openscore.runtime.entry_script import EntryScript, InputMode
-from openscore.runtime.input_decoding import IncomingRequest, InputError, run_arguments
+from openscore.runtime.entry_script import EntryScript
 from openscore.runtime.request_context import in_user_run
 from openscore.runtime.response_encoding import JSON_CONTENT_TYPE, UnserializableResult, encode_result
 from openscore.runtime.run_threads import RunThreadPool, ScoringTimeout
-from openscore.runtime.slots import Overloaded, SlotGate
+from openscore.runtime.slots import Overloaded
 
 log = logging.getLogger("openscore.worker")
 
@@ -27,7 +27,7 @@ RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the 
 INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
 
 
-@dataclass
+@dataclass(slots=True)
 class ScoreResult:
     status: int
     headers: list[tuple[str, str]]
@@ -36,13 +36,14 @@ class ScoreResult:
     queue_wait_ms: float = 0.0
     run_failed: bool = False
     retry_after_s: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    message: str | None = None           # an error's text, for protocols that word errors their own way
+    outputs: dict[str, Any] | None = None  # a model inference's outputs by name (encoded by the transport)
 
 
 def message_result(status: int, message: str, *, run_failed: bool = False,
                    retry_after_s: int | None = None) -> ScoreResult:
     return ScoreResult(status, [("Content-Type", JSON_CONTENT_TYPE)], orjson.dumps({"message": message}),
-                       run_failed=run_failed, retry_after_s=retry_after_s)
+                       run_failed=run_failed, retry_after_s=retry_after_s, message=message)
 
 
 class InitState:
@@ -80,43 +81,19 @@ class InitState:
             raise Overloaded(f"init() failed: {self.failed}", retry_after_s=5)
 
 
-class Scorer:
-    def __init__(self, script: EntryScript | None, gate: SlotGate, pool: RunThreadPool, init_state: InitState,
-                 *, scoring_timeout_ms: int, numpy_json: bool = False):
-        self.script = script  # set once init() has succeeded
-        self.gate = gate
+class EntryScriptRunner:
+    """Calls the entry script's run() (threaded or async) within the scoring timeout and encodes its result.
+    Admission (init wait, slots) is the data plane's."""
+
+    def __init__(self, pool: RunThreadPool, *, scoring_timeout_ms: int, numpy_json: bool = False,
+                 run_seconds: Any = None):
+        self.script: EntryScript | None = None  # set once init() has succeeded
+        self._run_seconds = run_seconds if run_seconds is not None else metrics.RUN_SECONDS
         self.pool = pool
-        self.init_state = init_state
         self.scoring_timeout_ms = scoring_timeout_ms
         self.numpy_json = numpy_json
 
-    async def score(self, req: IncomingRequest, request_id: str) -> ScoreResult:
-        try:
-            await self.init_state.wait(self.gate.max_wait_s, self.gate.max_queue)
-            assert self.script is not None
-            if req.method == "OPTIONS" and self.script.mode is not InputMode.RAW:
-                return ScoreResult(200, [("Content-Type", "text/html; charset=utf-8")], b"")
-            kwargs = run_arguments(self.script, req)
-        except InputError as e:
-            return message_result(e.status, e.message)
-        except Overloaded as e:
-            metrics.REJECTED.labels("initializing").inc()
-            return message_result(503, e.message, retry_after_s=e.retry_after_s)
-
-        try:
-            waited = await self.gate.acquire()
-        except Overloaded as e:
-            metrics.REJECTED.labels("overloaded").inc()
-            return message_result(503, e.message, retry_after_s=e.retry_after_s)
-        metrics.QUEUE_WAIT_SECONDS.observe(waited)
-        try:
-            result = await self._call_run(kwargs, request_id)
-        finally:
-            self.gate.release()
-        result.queue_wait_ms = waited * 1000
-        return result
-
-    async def _call_run(self, kwargs: dict, request_id: str) -> ScoreResult:
+    async def call(self, kwargs: dict, request_id: str) -> ScoreResult:
         timeout_s = self.scoring_timeout_ms / 1000
         assert self.script is not None
         try:
@@ -129,9 +106,10 @@ class Scorer:
             if not self.script.is_async:
                 metrics.ABANDONED_THREADS.inc()
             return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
-        metrics.RUN_SECONDS.observe(elapsed)
+        self._run_seconds.observe(elapsed)
         if not ok:
-            log.error("run() raised %s for request %s", type(value).__name__, request_id, exc_info=value)
+            log.error("run() raised %s for request %s", type(value).__name__, request_id,
+                      exc_info=value if isinstance(value, BaseException) else None)
             return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
         try:
             enc = encode_result(value, self.numpy_json)

@@ -73,7 +73,8 @@ def normalize_path_prefix(prefix: str | None) -> str:
 
 @cache
 def _template_text() -> str:
-    return resources.files(__package__ or "openscore.runtime").joinpath("swagger_template.json").read_text(encoding="utf-8")
+    package = resources.files(__package__ or "openscore.runtime")
+    return package.joinpath("swagger_template.json").read_text(encoding="utf-8")
 
 
 def _substitute(node: Any, values: dict[str, str]) -> Any:

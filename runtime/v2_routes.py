@@ -1,12 +1,11 @@
-"""The Open Inference Protocol (KServe V2) over REST, for the model an entry script publishes as `v2_model`
-(the no-code `--model` script does): health, server and model metadata, readiness and infer, JSON and the
-binary tensor data extension. The wire format lives in `accelerators.v2_codec`; this module maps it onto the
-worker's slots, readiness and scoring timeout, and answers every error as V2's `{"error": ...}`.
+"""The Open Inference Protocol (KServe V2) over REST for the models in the server's registry: health, server and
+model metadata, readiness and infer, JSON and the binary tensor data extension. A thin transport: the wire
+format lives in `accelerators.v2_codec`, admission, timeouts, metrics and headers in the data plane; every
+error is answered as V2's `{"error": ...}`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,20 +16,20 @@ from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 
 from openscore import __version__
-from openscore.accelerators import AcceleratorError, InvalidInputError, Model, QueueFullError, QueueTimeoutError
 from openscore.accelerators.v2_codec import (
     HEADER,
     V2Error,
+    check_input_types,
     decode_infer_request,
     encode_infer_response,
     error_body,
     model_metadata,
     parse_header_length,
 )
-from openscore.runtime import metrics
+from openscore.runtime.data_plane import RequestIds, RequestIdTooLong
+from openscore.runtime.model_registry import ModelNotFound
 from openscore.runtime.request_context import current_request_id
-from openscore.runtime.run_threads import FAST_RUN_S  # a model this fast runs on the loop thread: no handoff
-from openscore.runtime.slots import Overloaded
+from openscore.runtime.scoring import ScoreResult, message_result
 
 if TYPE_CHECKING:
     from openscore.runtime.web_server import WorkerHttpApp
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("openscore.worker")
 
 MODELS_PREFIX = "/v2/models/"
-MODEL_VERSION = "1"
 SERVER_METADATA = orjson.dumps({"name": "openscore", "version": __version__, "extensions": ["binary_tensor_data"]})
 _GET = frozenset({"GET", "HEAD"})
 _POST = frozenset({"POST"})
@@ -97,7 +95,7 @@ class V2Routes:
 
     async def _ready(self, request: BaseRequest) -> web.StreamResponse:
         app = self.app
-        if not app.draining and app.scorer.init_state.ready and app.table.all_ready():
+        if not app.draining and app.plane.init_state.ready and app.table.all_ready():
             return _json(b'{"ready":true}')
         return _json(orjson.dumps({"ready": False, "error": app.not_ready_reason()}), 503)
 
@@ -105,19 +103,14 @@ class V2Routes:
         return v2_error(404, f"no Open Inference Protocol route {request.method} {request.path}")
 
     # ------------------------------------------------------------ models
-    def _lookup(self, name: str, version: str | None) -> tuple[Model | None, web.Response | None]:
+    def _lookup(self, name: str, version: str | None) -> tuple[Any, web.Response | None]:
         app = self.app
-        if not app.scorer.init_state.ready or app.scorer.script is None:
+        if not app.plane.init_state.ready:
             return None, v2_error(503, f"model {name!r} is not ready: {app.not_ready_reason()}", 5)
-        model = getattr(app.scorer.script.module, "v2_model", None)
-        if not isinstance(model, Model):
-            return None, v2_error(404, f"model {name!r} not found: this server serves an entry script; serve a "
-                                       "model with --model for the Open Inference Protocol")
-        if name != model.name:
-            return None, v2_error(404, f"model {name!r} not found; this server serves {model.name!r}")
-        if version is not None and version != MODEL_VERSION:
-            return None, v2_error(404, f"model {name!r} has no version {version!r}; versions: {MODEL_VERSION}")
-        return model, None
+        try:
+            return app.plane.model(name, version), None
+        except ModelNotFound as e:
+            return None, v2_error(404, e.message)
 
     async def _model_metadata(self, request: BaseRequest, *, name: str, version: str | None) -> web.StreamResponse:
         model, err = self._lookup(name, version)
@@ -125,7 +118,8 @@ class V2Routes:
             return err  # type: ignore[return-value]
         body = self._metadata.get(id(model))
         if body is None:
-            doc = model_metadata(model.name, model.inputs, model.outputs, versions=[MODEL_VERSION])
+            doc = model_metadata(model.name, model.inputs, model.outputs,
+                                 versions=self.app.plane.registry.versions(model.name))
             body = self._metadata[id(model)] = orjson.dumps(doc)
         return _json(body)
 
@@ -136,71 +130,48 @@ class V2Routes:
         return _json(b'{"ready":true}')
 
     async def _infer(self, request: BaseRequest, *, name: str, version: str | None) -> web.StreamResponse:
-        """Infer, answered (errors too) with the same request-id headers as /score (spec 1.8)."""
-        ids, rid, too_long = self.app.request_ids(request)
-        if ids is None:
-            return v2_error(431, too_long or "request id too long")
-        current_request_id.set(rid)
-        resp = await self._infer_once(request, name, version)
-        resp.headers.extend(ids)
-        return resp
-
-    async def _infer_once(self, request: BaseRequest, name: str, version: str | None) -> web.StreamResponse:
-        model, err = self._lookup(name, version)
-        if model is None:
-            return err  # type: ignore[return-value]
+        """Decode, infer through the data plane, encode; answered (errors too) with /score's headers."""
+        plane = self.app.plane
+        try:
+            ids = plane.request_ids(request.headers)
+        except RequestIdTooLong as e:
+            return v2_error(431, str(e))
+        request_id = ids.request_id
+        current_request_id.set(request_id)
+        if plane.init_state.ready:  # an unknown model is a 404 whatever the body (during init() the plane waits)
+            try:
+                plane.model(name, version)
+            except ModelNotFound as e:
+                return self._answer(ids, message_result(404, e.message), request, b"")
         got = await self.app.read_body(request)
         if isinstance(got, web.StreamResponse):
+            got.headers.extend(ids.headers)
             return got
         try:
             req = decode_infer_request(got, parse_header_length(request.headers.get(HEADER), len(got)))
         except V2Error as e:
-            return v2_error(400, str(e))
+            return self._answer(ids, message_result(400, str(e)), request, got)
         with self.app.tracking_request():
+            result = await plane.infer(name, version, req.inputs, request_id, check=check_input_types)
+        if result.outputs is not None:
             try:
-                outputs = await self._predict(model, req.inputs)
-            except _Answer as a:
-                return a.response
-        try:
-            enc = encode_infer_response(model.name, outputs, model_version=version, request_id=req.id,
-                                        requested=req.outputs, binary_default=req.binary_output_default)
-        except V2Error as e:
-            return v2_error(400, str(e))
-        resp = web.Response(body=enc.body, content_type=enc.content_type)
-        if enc.header_length is not None:
-            resp.headers[HEADER] = str(enc.header_length)
+                enc = encode_infer_response(name, result.outputs, model_version=version, request_id=req.id,
+                                            requested=req.outputs, binary_default=req.binary_output_default)
+            except V2Error as e:
+                result = message_result(400, str(e))
+            else:
+                result.body, result.headers = enc.body, [(hdrs.CONTENT_TYPE, enc.content_type)]
+                if enc.header_length is not None:
+                    result.headers.append((HEADER, str(enc.header_length)))
+                result.outputs = None
+        return self._answer(ids, result, request, got)
+
+    def _answer(self, ids: RequestIds, result: ScoreResult, request: BaseRequest, body: bytes) -> web.Response:
+        plane = self.app.plane
+        if result.message is not None:  # an error: V2 words it as {"error": ...}
+            result.body, result.headers = error_body(result.message), [(hdrs.CONTENT_TYPE, "application/json")]
+        resp = web.Response(status=result.status, body=result.body, headers=plane.response_headers(ids, result))
+        if plane.collector is not None:
+            plane.collect(ids.request_id, request.method, request.path_qs, result.status, result.run_ms or 0.0, body,
+                          request.headers.get(hdrs.CONTENT_TYPE, ""), result.body, resp.headers[hdrs.CONTENT_TYPE])
         return resp
-
-    async def _predict(self, model: Model, inputs: dict[str, Any]) -> dict[str, Any]:
-        """One request through a concurrency slot and the model's batcher, within the scoring timeout."""
-        scorer = self.app.scorer
-        try:
-            await scorer.gate.acquire()
-        except Overloaded as e:
-            metrics.REJECTED.labels("overloaded").inc()
-            raise _Answer(v2_error(503, e.message, e.retry_after_s)) from None
-        cm = asyncio.timeout(scorer.scoring_timeout_ms / 1000)
-        try:
-            async with cm:
-                return await model.predict_async(inputs, inline_below_s=FAST_RUN_S)
-        except InvalidInputError as e:
-            raise _Answer(v2_error(400, str(e))) from None
-        except (QueueFullError, QueueTimeoutError) as e:
-            raise _Answer(v2_error(503, str(e), 1)) from None
-        except TimeoutError:
-            if not cm.expired():
-                raise
-            metrics.SCORING_TIMEOUTS.inc()
-            raise _Answer(v2_error(500, f"Scoring timeout after {scorer.scoring_timeout_ms} ms")) from None
-        except AcceleratorError as e:
-            log.error("inference failed on model %s: %s", model.name, e)
-            raise _Answer(v2_error(500, f"inference failed: {e}")) from None
-        finally:
-            scorer.gate.release()
-
-
-class _Answer(Exception):
-    """Carries a ready error response out of the slot-holding block."""
-
-    def __init__(self, response: web.Response):
-        self.response = response

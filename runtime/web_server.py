@@ -1,7 +1,7 @@
 """HTTP transport of a worker: aiohttp's low-level server, a path table, headers, limits and logs.
 
-Kept thin: the scoring logic is in `Scorer`. The low-level server (no router, no middlewares) is used
-because per-request CPU is the product's main cost figure.
+Kept thin: admission, execution and accounting of scoring requests are in `DataPlane`. The low-level server
+(no router, no middlewares) is used because per-request CPU is the product's main cost figure.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,11 +21,11 @@ from multidict import CIMultiDict
 
 from openscore.http_server import Handler, make_server
 from openscore.runtime import metrics
+from openscore.runtime.data_plane import DataPlane, RequestIdTooLong
 from openscore.runtime.device_routes import DevicesRoute
 from openscore.runtime.input_decoding import IncomingRequest
 from openscore.runtime.logs import AccessLog
 from openscore.runtime.request_context import current_request_id
-from openscore.runtime.scoring import Scorer, ScoreResult
 from openscore.runtime.settings import ServerSettings
 from openscore.runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
 from openscore.runtime.v2_routes import V2Routes
@@ -37,8 +36,6 @@ log = logging.getLogger("openscore.worker")
 NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
              "your spelling and try again.")
 NOT_ALLOWED = "The method is not allowed for the requested URL."
-ID_HEADERS = ("x-request-id", "x-ms-request-id", "x-ms-client-request-id")
-MAX_ID_LENGTH = 100
 JSON = "application/json"
 
 
@@ -51,16 +48,18 @@ def _json_response(status: int, message: str, headers: CIMultiDict[str] | None =
 class WorkerHttpApp:
     """Routes one worker's requests. `draining` makes every response close its connection."""
 
-    def __init__(self, settings: ServerSettings, scorer: Scorer, table: WorkerTable, index: int,
-                 swagger: SwaggerDocuments, collector: Any = None):
+    def __init__(self, settings: ServerSettings, plane: DataPlane, table: WorkerTable, index: int,
+                 swagger: SwaggerDocuments | None):
         self.settings = settings
-        self.scorer = scorer
+        self.plane = plane
         self.table = table
         self.index = index
         self.swagger = swagger
-        self.collector = collector
         self.draining = False
         self.in_flight = 0
+        self._handling = 0  # requests of any route inside handle(); metrics are flushed when it drops to 0
+        self._request_count: dict[tuple[str, int], Any] = {}
+        self._request_seconds: dict[str, Any] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         # path -> (allowed methods, handler, metrics route label, azure blueprint route?)
@@ -104,6 +103,15 @@ class WorkerHttpApp:
     # ---------------------------------------------------------------- dispatch
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         start = time.perf_counter()
+        self._handling += 1
+        try:
+            return await self._dispatch(request, start)
+        finally:
+            self._handling -= 1
+            if self._handling == 0:  # nothing else in flight: let a scrape that follows see this request
+                self.plane.metrics.flush()
+
+    async def _dispatch(self, request: BaseRequest, start: float) -> web.StreamResponse:
         current_request_id.set(None)  # the connection's task is reused across keep-alive requests
         path = request.path
         entry = self._routes.get(path)
@@ -117,6 +125,7 @@ class WorkerHttpApp:
             if request.method not in methods:
                 resp = _json_response(405, NOT_ALLOWED)
                 resp.headers[hdrs.ALLOW] = ", ".join(sorted(methods))
+                resp.headers["x-ms-run-function-failed"] = "False"  # as azmlinfsrv's 405
             elif request.method == "OPTIONS" and path != "/score":
                 resp = web.Response(status=200, headers={hdrs.ALLOW: ", ".join(sorted(methods))})
             else:
@@ -127,16 +136,28 @@ class WorkerHttpApp:
         if self._cors:
             self._add_cors(request, resp)
         elapsed = time.perf_counter() - start
-        metrics.observe_request(label, resp.status, elapsed)
+        self._observe(label, resp.status, elapsed)
         if self.access_log is not None and path != "/":
             self.access_log.log(request.method, request.path_qs, resp.status, elapsed * 1000,
                                 resp.content_length, current_request_id.get())
         return resp
 
+    def _observe(self, route: str, status: int, seconds: float) -> None:
+        """openscore_requests_total and openscore_request_duration_seconds, batched (metric_batch)."""
+        key = (route, status)
+        count = self._request_count.get(key)
+        if count is None:
+            count = self._request_count[key] = self.plane.metrics.counter(metrics.REQUESTS, route, str(status))
+        count.inc()
+        hist = self._request_seconds.get(route)
+        if hist is None:
+            hist = self._request_seconds[route] = self.plane.metrics.histogram(metrics.REQUEST_SECONDS, route)
+        hist.observe(seconds)
+
     def _add_slot_headers(self, headers: Any) -> None:
         """Replica-wide slot occupancy on every response, for a router to route by."""
         if self.table.workers == 1:
-            gate = self.scorer.gate
+            gate = self.plane.gate
             busy, total, queued = gate.busy, gate.total, gate.queued
         else:
             o = self.table.occupancy()
@@ -158,32 +179,9 @@ class WorkerHttpApp:
                 if req_headers:
                     resp.headers["Access-Control-Allow-Headers"] = req_headers
 
-    # ---------------------------------------------------------------- request ids (spec 1.8)
-    def request_ids(self, request: BaseRequest) -> tuple[CIMultiDict[str] | None, str, str | None]:
-        """Response id headers and the request id, or (None, "", error) for an over-long id (431)."""
-        h = request.headers
-        for name in ID_HEADERS:
-            v = h.get(name)
-            if v is not None and len(v) > MAX_ID_LENGTH:
-                return None, "", f"The {name} header is longer than {MAX_ID_LENGTH} characters."
-        rid = h.get("x-request-id") or str(uuid.uuid4())
-        ms_rid = h.get("x-ms-request-id")
-        client_rid = h.get("x-ms-client-request-id")
-        out: CIMultiDict[str] = CIMultiDict()
-        out["x-request-id"] = rid
-        ms_value = ms_rid or client_rid or rid
-        out["x-ms-request-id"] = ms_value
-        if client_rid or ms_rid:
-            out["x-ms-client-request-id"] = client_rid or ms_rid  # type: ignore[assignment]
-        trace = h.get("TraceId")
-        if trace is not None:
-            out["TraceId"] = trace
-        out["x-ms-server-version"] = self._server_header
-        return out, ms_value, None
-
     # ---------------------------------------------------------------- routes
     async def _azure_health(self, request: BaseRequest) -> web.StreamResponse:
-        if self.scorer.init_state.ready and not self.draining:
+        if self.plane.init_state.ready and not self.draining:
             return web.Response(status=200, text="Healthy", content_type="text/html")
         return web.Response(status=503, text="Unhealthy: " + self.not_ready_reason(), content_type="text/html")
 
@@ -191,9 +189,9 @@ class WorkerHttpApp:
         """Why the worker does not take requests (for 503 bodies)."""
         if self.draining:
             return "the server is shutting down"
-        if self.scorer.init_state.failed:
-            return f"init() failed: {self.scorer.init_state.failed}"
-        if not self.scorer.init_state.ready:
+        if self.plane.init_state.failed:
+            return f"init() failed: {self.plane.init_state.failed}"
+        if not self.plane.init_state.ready:
             return "init() has not finished"
         return "not every worker has finished init()"
 
@@ -201,7 +199,7 @@ class WorkerHttpApp:
         return web.json_response({"status": "alive"})
 
     async def _readyz(self, request: BaseRequest) -> web.StreamResponse:
-        if not self.draining and self.scorer.init_state.ready and self.table.all_ready():
+        if not self.draining and self.plane.init_state.ready and self.table.all_ready():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready", "reason": self.not_ready_reason()}, status=503)
 
@@ -212,71 +210,57 @@ class WorkerHttpApp:
                                   "workers": o.workers, "ready": o.workers_ready == o.workers and not self.draining})
 
     async def _metrics(self, request: BaseRequest) -> web.StreamResponse:
+        self.plane.metrics.flush()
         body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, self.table)
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _swagger(self, request: BaseRequest) -> web.StreamResponse:
-        ids, _, err = self.request_ids(request)
-        if ids is None:
-            return _json_response(431, err or "")
+        try:
+            ids = self.plane.request_ids(request.headers)
+        except RequestIdTooLong as e:
+            return _json_response(431, str(e))
+        headers = CIMultiDict(ids.headers)
+        headers["x-ms-run-function-failed"] = "False"  # azmlinfsrv sends it on every blueprint response
+        current_request_id.set(ids.request_id)
+        if self.swagger is None:
+            return _json_response(503, "The service is initializing: init() has not finished", headers)
         try:
             body = self.swagger.get(request.query.get("version"))
         except SwaggerVersionError as e:
-            return _json_response(404, str(e), ids)
+            return _json_response(404, str(e), headers)
         except SwaggerGenerationError as e:
             log.error("swagger generation failed: %s", e, exc_info=e.__cause__)
-            return _json_response(500, str(e), ids)
-        ids[hdrs.CONTENT_TYPE] = JSON
-        return web.Response(body=body, headers=ids)
+            return _json_response(500, str(e), headers)
+        headers[hdrs.CONTENT_TYPE] = JSON
+        return web.Response(body=body, headers=headers)
 
     async def _score(self, request: BaseRequest) -> web.StreamResponse:
-        ids, request_id, err = self.request_ids(request)
-        if ids is None:
-            return _json_response(431, err or "")
+        plane = self.plane
+        try:
+            ids = plane.request_ids(request.headers)
+        except RequestIdTooLong as e:
+            return _json_response(431, str(e))
+        request_id = ids.request_id
         current_request_id.set(request_id)
         body = b""
-        if request.method == "POST":
+        method = request.method
+        if method == "POST":
             got = await self.read_body(request)
             if isinstance(got, web.StreamResponse):
                 return got
             body = got
         req = IncomingRequest(
-            method="GET" if request.method == "HEAD" else request.method, path=request.path,
+            method="GET" if method == "HEAD" else method, path=request.path,
             query_string=request.query_string, headers=request.headers, body=body,
             scheme=request.scheme, host=request.host, remote=request.remote or "")
-
-        self.in_flight += 1
-        self._idle.clear()
-        self.table.add_in_flight(self.index, 1)
-        try:
-            result = await self.scorer.score(req, request_id)
-        finally:
-            self.in_flight -= 1
-            self.table.add_in_flight(self.index, -1)
-            if self.in_flight == 0:
-                self._idle.set()
-        resp = self._score_response(result, ids)
-        if self.collector is not None:
-            self.collector.record(
-                request_id=request_id, method=req.method, path=request.path_qs, status=result.status,
-                latency_ms=result.run_ms or 0.0, request_body=body, request_type=req.content_type,
-                response_body=result.body, response_type=resp.headers.get(hdrs.CONTENT_TYPE, ""))
+        with self.tracking_request():
+            result = await plane.score(req, request_id)
+        # a list, not a CIMultiDict: web.Response copies the headers it is given into its own
+        resp = web.Response(status=result.status, body=result.body, headers=plane.response_headers(ids, result))
+        if plane.collector is not None:
+            plane.collect(request_id, req.method, request.path_qs, result.status, result.run_ms or 0.0, body,
+                          req.content_type, result.body, resp.headers.get(hdrs.CONTENT_TYPE, ""))
         return resp
-
-    def _score_response(self, result: ScoreResult, headers: CIMultiDict[str]) -> web.Response:
-        for k, v in result.headers:
-            if k.lower() in ("content-type", "x-ms-run-function-failed"):
-                headers[k] = v
-            else:
-                headers.add(k, v)
-        if "x-ms-run-function-failed" not in headers:
-            headers["x-ms-run-function-failed"] = "True" if result.run_failed else "False"
-        if result.run_ms is not None:
-            headers["x-ms-run-fn-exec-ms"] = f"{result.run_ms:.3f}"
-        if result.retry_after_s is not None:
-            headers[hdrs.RETRY_AFTER] = str(result.retry_after_s)
-        headers["x-openscore-queue-wait-ms"] = f"{result.queue_wait_ms:.3f}"
-        return web.Response(status=result.status, body=result.body, headers=headers)
 
     async def read_body(self, request: BaseRequest) -> bytes | web.StreamResponse:
         """The request body, or the error response to send instead: 413 over --max-body-bytes, 408 when the

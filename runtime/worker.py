@@ -17,17 +17,20 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
+from openscore.accelerators import Model
 from openscore.runtime import metrics
 from openscore.runtime.data_collection import ModelDataCollector
+from openscore.runtime.data_plane import DataPlane
 from openscore.runtime.entry_script import EntryScript, load_entry_script
 from openscore.runtime.logs import capture_prints
-from openscore.runtime.nocode import check_device
+from openscore.runtime.nocode import check_device, is_nocode, load_configured_model
 from openscore.runtime.request_context import in_user_run
 from openscore.runtime.run_batch import with_run_batch
 from openscore.runtime.run_threads import RunThreadPool
-from openscore.runtime.scoring import InitState, Scorer
+from openscore.runtime.scoring import InitState
 from openscore.runtime.settings import ServerSettings
 from openscore.runtime.slots import SlotGate
 from openscore.runtime.swagger import SwaggerDocuments
@@ -86,16 +89,16 @@ class Worker:
                         on_change=lambda busy, queued: self.table.set_slots(self.index, busy, queued))
         self.pool = RunThreadPool()
         init_state = InitState()
-        scorer = Scorer(None, gate, self.pool, init_state, scoring_timeout_ms=s.scoring_timeout_ms,
-                        numpy_json=s.response_json == "numpy")
         collector = (ModelDataCollector(s.collect_model_data, s.collect_max_bytes, s.collect_keep_files)
                      if s.collect_model_data else None)
-        self.app = WorkerHttpApp(s, scorer, self.table, self.index, swagger=None,  # type: ignore[arg-type]
-                                 collector=collector)
+        plane = DataPlane(gate, self.pool, init_state, scoring_timeout_ms=s.scoring_timeout_ms,
+                          numpy_json=s.response_json == "numpy", server_version=s.server_version_header,
+                          collector=collector)
+        self.app = WorkerHttpApp(s, plane, self.table, self.index, swagger=None)
         http = self.app.make_server()
         listener = await loop.create_server(http, sock=self.sock, backlog=2048)
 
-        boot = asyncio.ensure_future(self._boot(scorer, init_state))
+        boot = asyncio.ensure_future(self._boot(plane, init_state))
         stop_wait = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({boot, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if boot.done() and boot.result() is not None:
@@ -115,14 +118,22 @@ class Worker:
             collector.close()
         return self.exit_code
 
-    async def _boot(self, scorer: Scorer, init_state: InitState) -> str | None:
-        """Load the script and run init(); returns a failure description, or None once ready."""
+    async def _boot(self, plane: DataPlane, init_state: InitState) -> str | None:
+        """Load the script and run init() (no-code: load the model into the registry); returns a failure
+        description, or None once ready."""
         s = self.settings
         start = time.perf_counter()
         try:
             script = await asyncio.get_running_loop().run_in_executor(None, self._load_and_init)
-            if inspect.iscoroutinefunction(script.init):
-                await script.init()
+            if is_nocode(s):
+                plane.registry.add(await asyncio.get_running_loop().run_in_executor(None, load_configured_model))
+                plane.nocode = True
+            else:
+                if inspect.iscoroutinefunction(script.init):
+                    await script.init()
+                published = getattr(script.module, "v2_model", None)  # a model init() serves over V2 too
+                if isinstance(published, Model):
+                    plane.registry.add(published)
             served = with_run_batch(script, s)  # run_batch(list): requests batched into one call
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
@@ -136,7 +147,7 @@ class Worker:
             return failure
         seconds = time.perf_counter() - start
         metrics.INIT_SECONDS.observe(seconds)
-        scorer.script = served
+        plane.script = served
         self.app.swagger = SwaggerDocuments(
             script.run, service_name=s.service_name, service_version=s.service_version,
             path_prefix=s.service_path_prefix, app_root=s.app_root,
@@ -160,7 +171,7 @@ class Worker:
         except BaseException as e:
             e._openscore_phase = "load"  # type: ignore[attr-defined]
             raise
-        if not inspect.iscoroutinefunction(script.init):
+        if not is_nocode(self.settings) and not inspect.iscoroutinefunction(script.init):
             script.init()
         return script
 
@@ -190,6 +201,7 @@ class Worker:
                         os.getpid(), self.app.in_flight, grace)
         gate.fail_waiters("the server is shutting down")
         await http.shutdown(1.0)  # type: ignore[attr-defined]
+        self.app.plane.metrics.flush()
         self.pool.shutdown()
         if self.app.access_log is not None:
             self.app.access_log.flush()
@@ -200,10 +212,11 @@ def run_worker(settings: ServerSettings, sock: socket.socket, index: int, table:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    faulthandler.enable(file=sys.__stderr__)
+    faulthandler.enable(file=sys.__stderr__ or sys.stderr)
     table.set_state(index, STARTING, os.getpid())
     capture_prints()
     _guard_os_exit()
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop  # optional: a faster event loop where installed
         loop_factory = uvloop.new_event_loop

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
@@ -201,3 +203,95 @@ def test_device_is_given_to_an_entry_script(serve, tmp_path):
     assert requests.post(s.url + "/score", data="{}").json() == {"kind": "cpu", "name": "cpu"}
     r = requests.post(s.url + "/v2/models/x/infer", json={"inputs": []})
     assert r.status_code == 404 and "--model" in r.json()["error"]
+
+
+# ---------------------------------------------------------------- V2 through the data plane
+V2_BODY = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]}
+
+
+def metric_sum(url, name):
+    """Sum of the samples called `name` (no labels) in GET /metrics."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.split(" ")[0] == name)
+
+
+def wait_file(path, server, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared:\n{server.log()}"
+        time.sleep(0.02)
+
+
+def test_v2_infer_during_a_slow_init_waits_and_is_then_answered(serve, mlp_path, tmp_path, reference):
+    s = serve("v2_gated.py", env={"FAULT_DIR": str(tmp_path), "GATE_INIT": "1", "V2_MODEL_PATH": mlp_path},
+              wait=False)
+    wait_file(tmp_path / "init-started", s)
+    with ThreadPoolExecutor(1) as ex:
+        pending = ex.submit(requests.post, s.url + "/v2/models/mlp/infer", json=V2_BODY, timeout=30)
+        deadline = time.monotonic() + 20
+        while requests.get(s.url + "/slots", timeout=5).json()["in_flight"] != 1:
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.02)
+        assert not pending.done()  # waiting for init(), not refused with 503
+        (tmp_path / "release-init").touch()
+        r = pending.result(30)
+    assert r.status_code == 200, r.text
+    y = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(1, 10)
+    np.testing.assert_allclose(y, reference(np.full((1, 64), 0.5, np.float32)), rtol=1e-5, atol=1e-6)
+    assert r.headers["x-ms-run-function-failed"] == "False" and "x-openscore-queue-wait-ms" in r.headers
+
+
+def test_v2_infer_is_measured_and_shares_the_concurrency_slots(serve, mlp_path, tmp_path):
+    s = serve("v2_gated.py", "--max-concurrent-requests", "1", "--max-queue-size", "0",
+              env={"FAULT_DIR": str(tmp_path), "V2_MODEL_PATH": mlp_path})
+    waits = metric_sum(s.url, "openscore_queue_wait_seconds_count")
+    runs = metric_sum(s.url, "openscore_run_duration_seconds_count")
+    r = requests.post(s.url + "/v2/models/mlp/infer", json=V2_BODY, timeout=10)
+    assert r.status_code == 200 and float(r.headers["x-openscore-queue-wait-ms"]) >= 0
+    assert float(r.headers["x-ms-run-fn-exec-ms"]) >= 0
+    assert metric_sum(s.url, "openscore_queue_wait_seconds_count") == waits + 1
+    assert metric_sum(s.url, "openscore_run_duration_seconds_count") == runs + 1
+
+    with ThreadPoolExecutor(1) as ex:  # a /score holds the one slot; a V2 infer finds no room in the queue
+        held = ex.submit(requests.post, s.url + "/score", data="{}", timeout=30)
+        wait_file(tmp_path / "run-started", s)
+        r = requests.post(s.url + "/v2/models/mlp/infer", json=V2_BODY, timeout=10)
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+        assert "concurrency slots are busy" in r.json()["error"] and r.headers["x-request-id"]
+        (tmp_path / "release-run").touch()
+        assert held.result(30).status_code == 200
+    assert requests.post(s.url + "/v2/models/mlp/infer", json=V2_BODY, timeout=10).status_code == 200
+    slots = requests.get(s.url + "/slots", timeout=5).json()
+    assert (slots["busy"], slots["queued"], slots["in_flight"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"datatype": "INT64", "data": [0] * 64}, "has datatype INT64, but the model expects FP32"),
+    ({"shape": [1] * 65, "data": [0.0]}, "at most 64"),
+], ids=["datatype", "rank"])
+def test_v2_input_that_does_not_fit_the_model_is_a_400(srv, change, expected):
+    body = {"inputs": [{**V2_BODY["inputs"][0], **change}]}
+    r = requests.post(srv.url + "/v2/models/mlp/infer", json=body)
+    assert r.status_code == 400 and expected in r.json()["error"], r.text
+    assert r.headers["x-ms-run-function-failed"] == "False"
+
+
+@pytest.mark.parametrize("params", ["binary", 7, ["binary_data"]], ids=["string", "number", "list"])
+def test_v2_requested_output_parameters_must_be_an_object(srv, params):
+    body = {**V2_BODY, "outputs": [{"name": "y", "parameters": params}]}
+    r = requests.post(srv.url + "/v2/models/mlp/infer", json=body)
+    assert r.status_code == 400 and "'parameters' must be an object" in r.json()["error"], r.text
+    assert requests.post(srv.url + "/v2/models/mlp/infer", json=V2_BODY).status_code == 200
+
+
+def test_score_takes_an_object_keyed_by_input_names(srv, reference, serve, single_op_model, tmp_path):
+    x = batch(2, seed=3)
+    r = requests.post(srv.url + "/score", json={"x": x.tolist()})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["y"], np.float32), reference(x), rtol=1e-5, atol=1e-6)
+    r = requests.post(srv.url + "/score", json={"x": x.tolist(), "z": [1]})
+    assert r.status_code == 400 and "(inputs: x)" in r.json()["message"]
+    path = single_op_model(tmp_path / "add.onnx", "Add", {"a": [None, 2], "b": [None, 2]}, {"c": [None, 2]})
+    s = serve(None, "--model", path)
+    r = requests.post(s.url + "/score", json={"a": [[1, 2]], "b": [[10, 20]]})
+    assert r.status_code == 200 and r.json() == {"c": [[11.0, 22.0]]}

@@ -62,7 +62,7 @@ def test_metrics_are_summed_across_workers(serve):
 
 def test_json_logs_carry_request_ids(serve):
     srv = serve("plain_echo.py", "--log-format", "json")
-    requests.post(srv.url + "/score", data=json.dumps({"return": "print"}), headers={"x-ms-request-id": "json-1"})
+    requests.post(srv.url + "/score", data=json.dumps({"return": "print"}), headers={"x-request-id": "json-1"})
     time.sleep(0.2)
     records = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
     printed = next(r for r in records if r["message"] == "hello from run")
@@ -78,7 +78,7 @@ def test_collect_model_data_writes_rotated_json_lines(serve, tmp_path):
                 "--collect-keep-files", "3")
     for i in range(60):
         requests.post(srv.url + "/score", data=json.dumps({"i": i, "pad": "x" * 50}),
-                      headers={"Content-Type": "application/json", "x-ms-request-id": f"c-{i}"})
+                      headers={"Content-Type": "application/json", "x-request-id": f"c-{i}"})
     requests.post(srv.url + "/score", data=b"\xff\xfe", headers={"Content-Type": "application/octet-stream"})
     srv.stop()  # drains and closes the writer
     files = sorted(out.glob("*.jsonl"))
@@ -100,10 +100,24 @@ def test_model_data_collector_shim_writes_csv_with_request_id(serve, tmp_path):
                 env={"AML_MODEL_DC_STORAGE_ENABLED": "true", "AML_MODEL_DC_STORAGE": str(store),
                      "SERVICE_NAME": "svc"})
     r = requests.post(srv.url + "/score", data=json.dumps({"data": [[1, 2], [3, 4]]}),
-                      headers={"x-ms-request-id": "mdc-req-1"})
+                      headers={"x-request-id": "mdc-req-1"})
     assert r.json() == {"rows": 2}
     files = list(Path(store).rglob("*.csv"))
     assert len(files) == 1 and "/my-model/" in str(files[0]) and "/inputs/" in str(files[0])
     rows = list(csv.DictReader(files[0].open()))
     assert [(row["a"], row["b"]) for row in rows] == [("1", "2"), ("3", "4")]
     assert {row["$aml_request_id"] for row in rows} == {"mdc-req-1"}
+
+
+def test_one_request_id_in_headers_access_log_and_prints(serve):
+    """x-request-id is Azure's REQUEST_ID: with x-ms-client-request-id also sent, everything records x-request-id."""
+    srv = serve("plain_echo.py", "--log-format", "json")
+    r = requests.post(srv.url + "/score", data=json.dumps({"return": "print"}),
+                      headers={"x-request-id": "req-A", "x-ms-client-request-id": "client-B"})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == "req-A" and r.headers["x-ms-client-request-id"] == "client-B"
+    srv.stop()  # flushes the access log
+    records = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
+    printed = next(r for r in records if r["message"] == "hello from run")
+    access = next(r for r in records if r["logger"] == "openscore.access" and r.get("path") == "/score")
+    assert printed["request_id"] == access["request_id"] == "req-A"

@@ -298,7 +298,7 @@ def test_user_file_makes_an_unsupported_version_available(tmp_path):
 def test_invalid_user_file_is_a_generation_error_for_that_version_only(tmp_path):
     (tmp_path / "swagger3.json").write_text("{not json")
     docs = SwaggerDocuments(run_numpy, app_root=str(tmp_path))
-    with pytest.raises(SwaggerGenerationError, match="swagger3.json is not valid JSON"):
+    with pytest.raises(SwaggerGenerationError, match=r"swagger3\.json is not valid JSON"):
         docs.get("3")
     assert doc(docs, "2")["swagger"] == "2.0"
 

@@ -131,7 +131,7 @@ def test_routes_methods_and_errors(srv):
 
 
 def test_print_in_run_is_logged_with_request_id(srv):
-    r = post(srv, {"return": "print"}, headers={"x-ms-request-id": "print-req-7"})
+    r = post(srv, {"return": "print"}, headers={"x-request-id": "print-req-7"})
     assert r.status_code == 200
     line = next(line for line in srv.log().splitlines() if "hello from run" in line)
     assert "print-req-7" in line and "openscore.print" in line
@@ -203,3 +203,13 @@ def test_cors_only_when_configured(serve):
     r = requests.options(srv.url + "/score", headers={"Origin": "https://app.example",
                                                       "Access-Control-Request-Method": "POST"})
     assert r.status_code == 200 and "POST" in r.headers["Access-Control-Allow-Methods"]
+
+
+def test_swagger_and_405_say_run_function_not_failed(srv):
+    r = requests.get(srv.url + "/swagger.json")
+    assert r.status_code == 200 and r.headers["x-ms-run-function-failed"] == "False"
+    r = requests.get(srv.url + "/swagger.json?version=5")
+    assert r.status_code == 404 and r.headers["x-ms-run-function-failed"] == "False"
+    for method, path in (("PUT", "/score"), ("POST", "/")):
+        r = requests.request(method, srv.url + path)
+        assert r.status_code == 405 and r.headers["x-ms-run-function-failed"] == "False"
