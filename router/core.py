@@ -415,7 +415,7 @@ class Router:
     # ------------------------------------------------------------------ status for the admin API
     def status(self, name: str) -> dict:
         svc = self.services[name]
-        versions = {}
+        versions: dict[str, dict[str, Any]] = {}
         pids = self.target.pids() if hasattr(self.target, "pids") else {}
         for vname, vr in svc.versions.items():
             infos = self.target.replicas(vr.key)

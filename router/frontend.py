@@ -204,11 +204,12 @@ class Frontend:
             if svc.spec.mirror and leaf == "score":
                 mirrors = tuple(svc.choose_mirrors())
         else:
-            vr = svc.versions.get(version)
-            if vr is None:
+            picked = svc.versions.get(version)
+            if picked is None:
                 resp = message(404, f"Service {name} has no version {version}.")
                 self._log_answer(request, resp, key, start)
                 return resp
+            vr = picked
         self.in_flight += 1
         try:
             return await self._forward(request, svc, vr, "/" + leaf, mirrors, split=version is None)
@@ -490,19 +491,19 @@ class Frontend:
             await router.wait_applied(SERVICE, name, rec.revision)
             return json_response(200, router.status(name))
         if action in ("keys", "listkeys") and method in ("GET", "POST"):
-            keys = await store.get_keys(name)
-            if keys is None:
+            svc_keys = await store.get_keys(name)
+            if svc_keys is None:
                 raise NotFound(name)
-            return json_response(200, {"primaryKey": keys.primary, "secondaryKey": keys.secondary})
+            return json_response(200, {"primaryKey": svc_keys.primary, "secondaryKey": svc_keys.secondary})
         if action == "regenerateKeys" and method == "POST":
             body = await self._body_json(request)
             key_type = body.get("keyType")
             if not isinstance(key_type, str):
                 raise ValueError("keyType is required: 'Primary' or 'Secondary'.")
-            keys = await store.set_key(name, key_type, body.get("keyValue"))
-            await router.wait_applied(SERVICE_KEYS, name, keys.revision)
+            new_keys = await store.set_key(name, key_type, body.get("keyValue"))
+            await router.wait_applied(SERVICE_KEYS, name, new_keys.revision)
             kt = key_type.lower()
-            return json_response(200, {f"{kt}Key": keys.primary if kt == "primary" else keys.secondary})
+            return json_response(200, {f"{kt}Key": new_keys.primary if kt == "primary" else new_keys.secondary})
         if action == "token" and method == "POST":
             if not rec.spec.token_auth_enabled:
                 return message(400, f"Token auth is not enabled for service {name} (tokenAuthEnabled).")

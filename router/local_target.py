@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 
@@ -198,7 +198,7 @@ class LocalProcessTarget(ComputeTarget):
         inst.task = asyncio.create_task(self._run_instance(v, inst, port), name=f"replica-{rid}")
         self._on_change(v.key)
 
-    def _set(self, v: _Version, inst: _Instance, phase: str, **kw: object) -> None:
+    def _set(self, v: _Version, inst: _Instance, phase: str, **kw: Any) -> None:
         new = replace(inst.info, phase=phase, **kw)
         if new != inst.info:
             inst.info = new

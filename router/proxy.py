@@ -28,6 +28,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -320,7 +321,7 @@ class UpstreamPool:
         except OSError as e:
             raise ConnectFailed(f"cannot connect to {address}: {e.strerror or e!r}") from e
         self.connections_opened += 1
-        return conn  # type: ignore[return-value]
+        return conn
 
     def _put(self, c: _Conn) -> None:
         if self._closed:
@@ -360,39 +361,40 @@ class UpstreamPool:
         Raises ConnectFailed (nothing sent), PayloadTooLarge (a streamed body over the limit),
         UpstreamDisconnected / UpstreamFailed after sending."""
         hostport = self._target(address)[2]
-        streamed = isinstance(body, LimitedStream)
+        stream: LimitedStream | None
+        plain: bytes | None
+        stream, plain = (body, None) if isinstance(body, LimitedStream) else (None, body)
         text = f"{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers])
         n = len(headers)
         head = text.encode("utf-8", "surrogateescape")
         if head.count(b"\n") != n + 2 or head.count(b"\r") != n + 2:
             raise UpstreamFailed("a header or the path holds a line break")  # never forward an injected line
-        if streamed:
-            head += (b"Transfer-Encoding: chunked\r\n\r\n" if body.length is None  # type: ignore[union-attr]
-                     else b"Content-Length: %d\r\n\r\n" % body.length)  # type: ignore[union-attr]
-        elif body is not None:
-            head += b"Content-Length: %d\r\n\r\n" % len(body)
+        if stream is not None:
+            head += (b"Transfer-Encoding: chunked\r\n\r\n" if stream.length is None
+                     else b"Content-Length: %d\r\n\r\n" % stream.length)
+        elif plain is not None:
+            head += b"Content-Length: %d\r\n\r\n" % len(plain)
         else:
             head += b"\r\n"
-        data = head + body if (body and not streamed) else head
+        data = head + plain if plain else head
 
         for attempt in (0, 1):
-            conn = self._get_idle(address) if attempt == 0 else None
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(address)
+            idle = self._get_idle(address) if attempt == 0 else None
+            reused = idle is not None
+            conn = idle if idle is not None else await self._connect(address)
             loop = conn._loop
             fut = conn.head = loop.create_future()
             conn.got_bytes = False
             conn.uses += 1
             try:
                 conn.transport.write(data)  # type: ignore[union-attr]
-                if streamed:
-                    conn.writer = loop.create_task(self._write_body(conn, body))  # type: ignore[arg-type]
-                    conn.writer.add_done_callback(lambda t, c=conn: _writer_done(c, t))
+                if stream is not None:
+                    conn.writer = loop.create_task(self._write_body(conn, stream))
+                    conn.writer.add_done_callback(partial(_writer_done, conn))
                 message, payload = await fut
             except _Lost as e:
                 conn.close()
-                if reused and not e.got_bytes and not (streamed and body.started):  # type: ignore[union-attr]
+                if reused and not e.got_bytes and not (stream is not None and stream.started):
                     continue  # a stale keep-alive connection: once more on a fresh one
                 raise UpstreamDisconnected(str(e)) from None
             except BaseException:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 SHIM_ROOT = Path(__file__).resolve().parent / "shims"
 
@@ -87,7 +88,9 @@ def _shim_files() -> dict[str, tuple[str, bool]]:
 
 
 def _installed_finder() -> _ShimFinder | None:
-    return next((f for f in sys.meta_path if getattr(f, "_openscore_shim_finder", False)), None)
+    # by marker, not isinstance: the finder must be recognised across reloads of this module
+    return cast("_ShimFinder | None", next((f for f in sys.meta_path if getattr(f, "_openscore_shim_finder", False)),
+                                          None))
 
 
 def install_shims(*, sklearn_joblib_alias: bool = False) -> list[str]:

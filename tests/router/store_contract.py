@@ -48,7 +48,7 @@ async def take(changes: AsyncIterator[Change], n: int, kinds: tuple[str, ...] = 
     return out
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro):
     return asyncio.run(coro)
 
 

@@ -64,7 +64,7 @@ class _Version:
 def test_mirror_share_is_exact_and_skips_unready_versions():
     spec = parse_service("ep-a", endpoint({"green": 20, "red": 5}, blue=BLUE, green=GREEN, red=GREEN), "/app")
     versions = {"blue": _Version(), "green": _Version(), "red": _Version(ready=0)}
-    rt = ServiceRuntime(spec, auth=None, versions=versions, shares=spec.traffic_shares())  # type: ignore[arg-type]
+    rt = ServiceRuntime(spec, auth=None, versions=versions, shares=spec.traffic_shares())
     picks = [rt.choose_mirrors() for _ in range(1000)]
     assert sum(versions["green"] in p for p in picks) == 200  # exactly 20 %
     assert not any(versions["red"] in p for p in picks)      # no ready replica: no copy, no queueing

@@ -14,7 +14,7 @@ from openscore.router import proxy
 try:
     import uvloop  # what the router runs on when installed (a dependency of openscore)
 except ImportError:  # pragma: no cover - the pool must work on plain asyncio too
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 LOOPS = {"asyncio": asyncio.new_event_loop, **({"uvloop": uvloop.new_event_loop} if uvloop else {})}
 
 

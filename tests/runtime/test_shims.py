@@ -26,7 +26,7 @@ AML_HEADERS = ["$aml_dc_correlation_id", "$aml_dc_scoring_timestamp", "$aml_dc_b
                "$aml_service_name", "$aml_model_name", "$aml_model_version", "$aml_request_id"]
 
 
-def run_python(code: str, *, extra_path: list[Path] = ()) -> dict:
+def run_python(code: str, *, extra_path: tuple[Path, ...] = ()) -> dict:
     """Run `code` in a fresh interpreter (openscore as installed); it must print one JSON object."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AML_", "AZUREML_", "OPENSCORE_"))}
     env["PYTHONPATH"] = os.pathsep.join(map(str, extra_path))

@@ -9,7 +9,7 @@ import json
 import os
 import time
 
-sizes = []
+sizes: list[int] = []
 
 
 def init():

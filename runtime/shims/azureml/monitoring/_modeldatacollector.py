@@ -19,7 +19,7 @@ from . import _storage
 try:
     from openscore.runtime.request_context import current_request_id as _current_request_id
 except ImportError:  # the shim used outside the openscore server
-    _current_request_id = None
+    _current_request_id = None  # type: ignore[assignment]
 
 _DESIGNATIONS = ("inputs", "predictions", "labels", "signals", "general")
 _NO_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
