@@ -107,8 +107,8 @@ class _EveryFamily:
 
 def exposition(table: WorkerTable) -> bytes:
     registry = CollectorRegistry()
-    registry.register(_EveryFamily())  # type: ignore[arg-type]
-    registry.register(OccupancyCollector(table))  # type: ignore[arg-type]
+    registry.register(_EveryFamily())
+    registry.register(OccupancyCollector(table))
     return generate_latest(registry)
 
 
