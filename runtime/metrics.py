@@ -3,6 +3,10 @@
 prometheus_client's multiprocess mode is used (each process writes its own mmap files); the supervisor
 sets PROMETHEUS_MULTIPROC_DIR before this module is imported. Slot occupancy is read from the shared
 worker table at scrape time instead of being written on every request.
+
+Every family is in /metrics from the first scrape: the known label values of the reason counters are
+created at zero, and a family that has no sample yet is still exported with its HELP and TYPE, so that
+dashboards and alerts find it before its first event.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from openscore.runtime.worker_state import WorkerTable
@@ -39,6 +43,14 @@ ABANDONED_THREADS = Counter("openscore_run_threads_abandoned",
 INIT_SECONDS = Histogram("openscore_init_duration_seconds", "Duration of init() in each worker start",
                          buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
 WORKER_RESTARTS = Counter("openscore_worker_restarts", "Worker processes replaced after they died", ["reason"])
+
+# Every label value the code records; a new reason belongs here, so that it is exported at zero from the start.
+REJECT_REASONS = ("initializing", "overloaded")    # scoring.py, v2_routes.py
+RESTART_REASONS = ("exit", "signal", "recycled")   # supervisor.py
+for _reason in REJECT_REASONS:
+    REJECTED.labels(_reason)
+for _reason in RESTART_REASONS:
+    WORKER_RESTARTS.labels(_reason)
 
 _request_children: dict[tuple[str, int], object] = {}
 _duration_children: dict[str, object] = {}
@@ -75,10 +87,28 @@ class OccupancyCollector:
             yield GaugeMetricFamily(name, doc, value=value)
 
 
+class _EveryFamily:
+    """The families of all processes (MultiProcessCollector), plus an empty one, HELP and TYPE only, for each
+    openscore metric declared in this process that no process has a sample of yet (e.g. requests by route
+    before the first request): prometheus_client leaves a family with no samples out altogether."""
+
+    def __init__(self) -> None:
+        self._processes = MultiProcessCollector(None) if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else REGISTRY
+
+    def collect(self) -> Iterable[Metric]:
+        seen = set()
+        for family in self._processes.collect():
+            seen.add(family.name)
+            yield family
+        for family in REGISTRY.collect():
+            if family.name.startswith("openscore_") and family.name not in seen:
+                yield Metric(family.name, family.documentation, family.type)
+
+
 def exposition(table: WorkerTable) -> bytes:
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    registry.register(OccupancyCollector(table))  # type: ignore[arg-type]
+    registry.register(_EveryFamily())
+    registry.register(OccupancyCollector(table))
     return generate_latest(registry)
 
 
