@@ -45,7 +45,7 @@ INIT_SECONDS = Histogram("openscore_init_duration_seconds", "Duration of init() 
 WORKER_RESTARTS = Counter("openscore_worker_restarts", "Worker processes replaced after they died", ["reason"])
 
 # Every label value the code records; a new reason belongs here, so that it is exported at zero from the start.
-REJECT_REASONS = ("initializing", "overloaded")    # scoring.py, v2_routes.py
+REJECT_REASONS = ("initializing", "overloaded")    # data_plane.py
 RESTART_REASONS = ("exit", "signal", "recycled")   # supervisor.py
 for _reason in REJECT_REASONS:
     REJECTED.labels(_reason)
