@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from openscore.runtime.entry_script import REQUEST_HEADERS, EntryScript, InputMode
+from openscore.runtime.incoming_request import IncomingRequest
 
 
 class InputError(Exception):
@@ -20,25 +20,6 @@ class InputError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@dataclass
-class IncomingRequest:
-    """What the transport hands the scoring logic: plain values, no framework objects."""
-
-    method: str
-    path: str
-    query_string: str
-    headers: Mapping[str, str]           # case-insensitive mapping with .items() and .getall()
-    body: bytes = b""
-    scheme: str = "http"
-    host: str = "localhost"
-    remote: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
 
 
 def _maybe_json(value: str) -> Any:
@@ -117,7 +98,7 @@ def run_arguments(script: EntryScript, req: IncomingRequest) -> dict[str, Any]:
     elif script.mode is InputMode.SCHEMA:
         kwargs = _schema_arguments(script, req)
     else:
-        from openscore.runtime.rawhttp_request import build_request
+        from openscore.runtime.rawhttp_request import build_request  # werkzeug loads only for @rawhttp scripts
         kwargs = {script.data_param: build_request(req)}
     if script.wants_request_headers:
         kwargs[REQUEST_HEADERS] = title_case_headers(req.headers)

@@ -11,7 +11,7 @@ import sys
 
 from werkzeug.wrappers import Request
 
-from openscore.runtime.input_decoding import IncomingRequest
+from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.request_context import current_request_id
 
 

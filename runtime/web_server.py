@@ -23,7 +23,7 @@ from openscore.http_server import Handler, make_server
 from openscore.runtime import metrics
 from openscore.runtime.data_plane import DataPlane, RequestIdTooLong
 from openscore.runtime.device_routes import DevicesRoute
-from openscore.runtime.input_decoding import IncomingRequest
+from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.logs import AccessLog
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.settings import ServerSettings

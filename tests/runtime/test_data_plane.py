@@ -12,7 +12,7 @@ import pytest
 from openscore.accelerators import load_model, sample_models
 from openscore.runtime.data_plane import DataPlane, RequestIdTooLong
 from openscore.runtime.entry_script import load_entry_script
-from openscore.runtime.input_decoding import IncomingRequest
+from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.run_threads import RunThreadPool
 from openscore.runtime.scoring import InitState
 from openscore.runtime.slots import SlotGate
