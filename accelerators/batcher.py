@@ -67,12 +67,37 @@ class BatcherOptions:
             raise ValueError("max_queue_delay_s must be >= 0 and queue_timeout_s > 0")
 
 
+class _Answer:
+    """The outcome of a request run on its caller's thread: what a Future gives, without its lock and
+    condition (nobody else waits for it)."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set_result(self, value: Any) -> None:
+        self.value = value
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+    def result(self) -> Any:
+        if self.error is not None:
+            try:
+                raise self.error
+            finally:
+                self = None  # type: ignore[assignment]  # no cycle through the traceback (as Future.result)
+        return self.value
+
+
 class _Item:
     __slots__ = ("deadline", "enqueued", "future", "key", "payload", "size")
 
-    def __init__(self, payload, size, key, deadline):
+    def __init__(self, payload, size, key, deadline, future: Any = None):
         self.payload, self.size, self.key, self.deadline = payload, size, key, deadline
-        self.future: cf.Future = cf.Future()
+        self.future: cf.Future = future if future is not None else cf.Future()
         self.enqueued = time.monotonic()
 
 
@@ -167,8 +192,8 @@ class DynamicBatcher:
         return len(self._queue)
 
     # ------------------------------------------------------------ queue
-    def _try_inline(self, payload) -> cf.Future | None:
-        """Run `payload` on this thread if nothing is queued and an instance is idle; its finished future."""
+    def _try_inline(self, payload) -> _Answer | None:
+        """Run `payload` on this thread if nothing is queued and an instance is idle; its outcome."""
         if not self._inline_ok:
             return None
         with self._lock:
@@ -180,15 +205,15 @@ class DynamicBatcher:
                 return None
             self._busy[i] = True
         try:
-            item = _Item(payload, self._size(payload), None, None)
-            item.future.set_running_or_notify_cancel()
+            answer = _Answer()
+            item = _Item(payload, self._size(payload), None, None, answer)
             self._execute(self._workers[i], [item], (0.0,))
         finally:
             with self._lock:
                 self._busy[i] = False
                 if self._queue:  # queued while we ran: this instance's dispatcher takes them
                     self._wake[i].notify()
-        return item.future
+        return answer
 
     def _enqueue(self, payload, timeout: float | None) -> _Item:
         timeout = self.options.queue_timeout_s if timeout is None else timeout

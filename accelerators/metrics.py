@@ -191,6 +191,10 @@ class ModelMetrics:
             f[reason] = f.get(reason, 0) + n
         self._written()
 
+    def memory_due(self, every_s: float = 1.0) -> bool:
+        """Whether `memory` would record now."""
+        return time.monotonic() - self._mem_at >= every_s
+
     def memory(self, used: int | None, total: int | None, every_s: float = 1.0) -> None:
         """Record device memory at most once per `every_s` (some backends pay a driver call for it)."""
         now = time.monotonic()
