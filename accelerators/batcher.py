@@ -67,12 +67,37 @@ class BatcherOptions:
             raise ValueError("max_queue_delay_s must be >= 0 and queue_timeout_s > 0")
 
 
+class _Answer:
+    """The outcome of a request run on its caller's thread: what a Future gives, without its lock and
+    condition (nobody else waits for it)."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set_result(self, value: Any) -> None:
+        self.value = value
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+    def result(self) -> Any:
+        if self.error is not None:
+            try:
+                raise self.error
+            finally:
+                self = None  # type: ignore[assignment]  # no cycle through the traceback (as Future.result)
+        return self.value
+
+
 class _Item:
     __slots__ = ("deadline", "enqueued", "future", "key", "payload", "size")
 
-    def __init__(self, payload, size, key, deadline):
+    def __init__(self, payload, size, key, deadline, future: Any = None):
         self.payload, self.size, self.key, self.deadline = payload, size, key, deadline
-        self.future: cf.Future = cf.Future()
+        self.future: cf.Future = future if future is not None else cf.Future()
         self.enqueued = time.monotonic()
 
 
@@ -167,8 +192,8 @@ class DynamicBatcher:
         return len(self._queue)
 
     # ------------------------------------------------------------ queue
-    def _try_inline(self, payload) -> cf.Future | None:
-        """Run `payload` on this thread if nothing is queued and an instance is idle; its finished future."""
+    def _try_inline(self, payload) -> _Answer | None:
+        """Run `payload` on this thread if nothing is queued and an instance is idle; its outcome."""
         if not self._inline_ok:
             return None
         with self._lock:
@@ -180,17 +205,15 @@ class DynamicBatcher:
                 return None
             self._busy[i] = True
         try:
-            item = _Item(payload, self._size(payload), None, None)
-            item.future.set_running_or_notify_cancel()
-            if self.metrics:
-                self.metrics.queue.observe(0.0)
-            self._execute(self._workers[i], [item])
+            answer = _Answer()
+            item = _Item(payload, self._size(payload), None, None, answer)
+            self._execute(self._workers[i], [item], (0.0,))
         finally:
             with self._lock:
                 self._busy[i] = False
                 if self._queue:  # queued while we ran: this instance's dispatcher takes them
                     self._wake[i].notify()
-        return item.future
+        return answer
 
     def _enqueue(self, payload, timeout: float | None) -> _Item:
         timeout = self.options.queue_timeout_s if timeout is None else timeout
@@ -207,7 +230,7 @@ class DynamicBatcher:
             self._queue.append(item)
             self._arrivals += 1
             if self.metrics:
-                self.metrics.depth.inc()
+                self.metrics.queued(1)
             for i, busy in enumerate(self._busy):
                 if not busy:
                     self._wake[i].notify()
@@ -223,7 +246,7 @@ class DynamicBatcher:
             try:
                 self._queue.remove(item)
                 if self.metrics:
-                    self.metrics.depth.dec()
+                    self.metrics.queued(-1)
             except ValueError:
                 pass
         self._count_failure("queue_timeout")
@@ -265,7 +288,7 @@ class DynamicBatcher:
         ids = {id(it) for it in chosen}
         self._queue = deque(it for it in self._queue if id(it) not in ids)
         if self.metrics:
-            self.metrics.depth.dec(len(chosen))
+            self.metrics.queued(-len(chosen))
         self._busy[i] = True
         return chosen
 
@@ -313,21 +336,21 @@ class DynamicBatcher:
 
     def _dispatch(self, worker: Worker, batch: list[_Item]) -> tuple[int, int] | None:
         """Run a taken batch; (arrival count, queue length) when it left the device (None when nothing ran)."""
-        now, ready = time.monotonic(), []
+        now, ready, waits = time.monotonic(), [], []
         for it in batch:
             if not it.future.set_running_or_notify_cancel():
                 continue  # withdrawn by its caller
             if it.deadline is not None and now > it.deadline:
                 self._fail(it, self._timeout_error(it), "queue_timeout")
                 continue
-            if self.metrics:
-                self.metrics.queue.observe(now - it.enqueued)
             ready.append(it)
+            waits.append(now - it.enqueued)
         if ready:
-            return self._execute(worker, ready)
+            return self._execute(worker, ready, waits)
         return None
 
-    def _execute(self, worker: Worker, batch: list[_Item]) -> tuple[int, int]:
+    def _execute(self, worker: Worker, batch: list[_Item], waits: Sequence[float]) -> tuple[int, int]:
+        """Run `batch` (its requests waited `waits` in the queue) and answer its callers."""
         t0 = time.perf_counter()
         try:
             results = worker([it.payload for it in batch])
@@ -337,11 +360,11 @@ class DynamicBatcher:
                                      f"{len(batch)} requests")
         except Exception as e:
             if len(batch) > 1 and self._isolate:
-                for it in batch:  # find the culprit: each request alone
-                    mark = self._execute(worker, [it])
+                for it, waited in zip(batch, waits):  # find the culprit: each request alone
+                    mark = self._execute(worker, [it], (waited,))
                 return mark
             if self.metrics:
-                self.metrics.executions.inc()
+                self.metrics.batch_failed(waits)
             for it in batch:
                 self._fail(it, e, "invalid_input" if isinstance(e, ValueError) else "execution")
             return self._arrivals, len(self._queue)
@@ -352,14 +375,8 @@ class DynamicBatcher:
         for it, res in zip(batch, results):
             if not isinstance(res, BaseException):
                 ok, rows = ok + 1, rows + it.size
-        m = self.metrics
-        if m:  # once per batch, not per request: multiprocess metrics cost a syscall per update
-            m.compute.observe(elapsed)
-            m.executions.inc()
-            m.batch.observe(sum(it.size for it in batch))
-            if ok:
-                m.inferences.inc(rows)
-                m.success.inc(ok)
+        if self.metrics:  # once per batch, not per request
+            self.metrics.batch_done(waits, elapsed, sum(it.size for it in batch), ok, rows)
         for it, res in zip(batch, results):  # after the metrics: an answered request is always counted
             if isinstance(res, BaseException):
                 self._fail(it, res, "invalid_input" if isinstance(res, ValueError) else "execution")
@@ -370,7 +387,7 @@ class DynamicBatcher:
     def _fail(self, item: _Item, exc: BaseException, reason: str, queued: bool = False) -> None:
         if queued:
             if self.metrics:
-                self.metrics.depth.dec()
+                self.metrics.queued(-1)
             if not item.future.set_running_or_notify_cancel():
                 return
         self._count_failure(reason)  # before the caller wakes, as for successes

@@ -39,9 +39,9 @@ class Model:
 
     def _worker(self, backend: Backend):
         def run(requests: list[Tensors]) -> list[Tensors]:
-            sizes = [batch_rows(r) for r in requests] if self.batchable else [1]
+            sizes = [batch_rows(r) for r in requests] if self.batchable and len(requests) > 1 else [1]
             out = split(backend.run(stack(requests)), sizes)
-            if self.metrics:
+            if self.metrics and self.metrics.memory_due():  # asking the backend may cost a driver call
                 mem = backend.memory()
                 self.metrics.memory(mem.used_bytes, mem.total_bytes)
             return out

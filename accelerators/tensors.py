@@ -64,11 +64,19 @@ def _fmt(shape) -> str:
 
 def batch_rows(tensors: Tensors) -> int:
     """Rows of one request (first dimension, the same for every input)."""
-    rows = {a.shape[0] if a.ndim else -1 for a in tensors.values()}
-    if len(rows) != 1 or -1 in rows:
+    rows = -1
+    for a in tensors.values():
+        n = a.shape[0] if a.ndim else -2
+        if rows == -1:
+            rows = n
+        elif n != rows:
+            rows = -2
+        if rows == -2:
+            break
+    if rows < 0:  # no inputs, a scalar input, or two first dimensions
         raise InvalidInputError(f"inputs disagree on the batch (first) dimension: "
                                 f"{ {k: a.shape for k, a in tensors.items()} }")
-    return rows.pop()
+    return rows
 
 
 def batch_key(tensors: Tensors) -> tuple:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
+from openscore.accelerators import metrics as model_metrics
 from openscore.runtime import metrics
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.input_decoding import IncomingRequest, InputError, run_arguments
@@ -79,7 +80,9 @@ class DataPlane:
         self.gate = gate
         self.init_state = init_state
         self.registry = registry if registry is not None else ModelRegistry()
-        self.metrics = MetricBatch()
+        # The models' metrics are written with the request metrics: per loop turn, when idle, before /metrics.
+        self.metrics = MetricBatch(also=(model_metrics.flush_all,))
+        model_metrics.defer_writes()
         self._queue_wait = self.metrics.histogram(metrics.QUEUE_WAIT_SECONDS)
         self._run_seconds = self.metrics.histogram(metrics.RUN_SECONDS)
         self.runner = EntryScriptRunner(pool, scoring_timeout_ms=scoring_timeout_ms, numpy_json=numpy_json,

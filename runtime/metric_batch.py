@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -60,11 +61,13 @@ class BatchedCounter:
 
 
 class MetricBatch:
-    """Batched views of prometheus metric children, one per (metric, labels); flushed together."""
+    """Batched views of prometheus metric children, one per (metric, labels); flushed together, along with
+    `also` (other batched metrics' flushes, e.g. the models' of openscore.accelerators.metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: Sequence[Callable[[], None]] = ()) -> None:
         self._items: dict[tuple[int, tuple[str, ...]], BatchedHistogram | BatchedCounter] = {}
         self._scheduled = False
+        self._also = tuple(also)
 
     def histogram(self, metric: Any, *labels: str) -> BatchedHistogram:
         key = (id(metric), labels)
@@ -93,3 +96,5 @@ class MetricBatch:
         self._scheduled = False
         for item in self._items.values():
             item._flush()
+        for flush in self._also:
+            flush()

@@ -319,3 +319,35 @@ def test_regroup_option_is_validated():
     with pytest.raises(ValueError, match="max_regroup_delay_s"):
         BatcherOptions(max_regroup_delay_s=-1)
     assert BatcherOptions(max_regroup_delay_s=0).max_regroup_delay_s == 0
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_metrics_count_every_request_whether_written_through_or_deferred(deferred):
+    """A server defers the model metrics' writes to its loop turns; a read of them still sees every request
+    (reading flushes), from threads, inline calls and coroutines alike."""
+    from openscore.accelerators import metrics as model_metrics
+
+    reg = CollectorRegistry()
+    w = GatedWorker(fail_on=-1)
+    w.release()
+    b = DynamicBatcher([w], BatcherOptions(max_batch_size=4), name="defer", metrics=ModelMetrics("defer", "cpu", reg))
+    labels = {"model": "defer", "device": "cpu"}
+    model_metrics.defer_writes(deferred)
+    try:
+        with cf.ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(b.call, range(20))) == [("done", i) for i in range(20)]
+
+        async def from_loop():
+            return [await b.call_async(i, inline_below_s=1.0) for i in range(5)]
+        assert asyncio.run(from_loop()) == [("done", i) for i in range(5)]
+        with pytest.raises(ValueError):
+            b.call(-1)
+        assert reg.get_sample_value("openscore_model_request_success_total", labels) == 25
+        assert reg.get_sample_value("openscore_model_inference_count_total", labels) == 25
+        assert reg.get_sample_value("openscore_model_queue_duration_seconds_count", labels) == 26
+        assert reg.get_sample_value("openscore_model_request_failure_total", {**labels, "reason": "invalid_input"}) == 1
+        assert reg.get_sample_value("openscore_model_batch_size_sum", labels) == 25  # rows answered
+        assert reg.get_sample_value("openscore_model_queue_depth", labels) == 0
+    finally:
+        model_metrics.defer_writes(False)
+        b.close()

@@ -138,6 +138,38 @@ def test_model_metrics_are_exported(srv, client):
     assert 'openscore_model_inference_count_total{device="cpu",model="mlp"}' in text
 
 
+def _model_sample(srv, name: str, reason: str | None = None) -> float:
+    """One openscore_model_* sample of model mlp from the server's /metrics (0 when absent)."""
+    labels = f'device="cpu",model="mlp",reason="{reason}"' if reason else 'device="cpu",model="mlp"'
+    for line in requests.get(srv.url + "/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_model_metrics_count_each_request_by_the_time_it_is_answered(srv, client):
+    """The model's counters are written in batches (per event-loop turn), yet a scrape that follows an answer
+    sees that request: alone, after concurrent ones, and for a rejected one."""
+    success, rows = "openscore_model_request_success_total", "openscore_model_inference_count_total"
+    queued = "openscore_model_queue_duration_seconds_count"
+    before = {k: _model_sample(srv, k) for k in (success, rows, queued)}
+    infer(client, batch(3), binary=True)
+    assert _model_sample(srv, success) == before[success] + 1
+    assert _model_sample(srv, rows) == before[rows] + 3
+    assert _model_sample(srv, queued) == before[queued] + 1
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: requests.post(srv.url + "/score", json={"data": batch(2, i).tolist()})
+                              .status_code, range(32)))
+    assert codes == [200] * 32
+    assert _model_sample(srv, success) == before[success] + 33
+    assert _model_sample(srv, rows) == before[rows] + 3 + 64
+    assert _model_sample(srv, queued) == before[queued] + 33
+    bad = _model_sample(srv, "openscore_model_request_failure_total", "invalid_input")
+    assert requests.post(srv.url + "/score", json={"data": [[1.0, 2.0]]}).status_code == 400
+    assert _model_sample(srv, "openscore_model_request_failure_total", "invalid_input") == bad + 1
+    assert _model_sample(srv, success) == before[success] + 33
+
+
 def test_devices_endpoint_matches_the_cli(srv):
     served = requests.get(srv.url + "/devices").json()
     out = subprocess.run([sys.executable, "-m", "openscore", "devices", "--json"], cwd=ROOT, capture_output=True,
