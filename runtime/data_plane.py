@@ -23,7 +23,8 @@ from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFul
 from openscore.accelerators import metrics as model_metrics
 from openscore.runtime import metrics
 from openscore.runtime.entry_script import InputMode
-from openscore.runtime.input_decoding import IncomingRequest, InputError, run_arguments
+from openscore.runtime.incoming_request import IncomingRequest
+from openscore.runtime.input_decoding import InputError, run_arguments
 from openscore.runtime.metric_batch import MetricBatch
 from openscore.runtime.model_registry import ModelNotFound, ModelRegistry
 from openscore.runtime.response_encoding import JSON_CONTENT_TYPE

@@ -10,37 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from openscore.runtime.settings import ServerSettings, SettingsError
+from openscore.runtime.settings import ENV_MODEL, NOCODE_SCRIPT, ServerSettings
 
 log = logging.getLogger("openscore.worker")
 
-NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
-ENV_MODEL = "OPENSCORE_MODEL"
 ENV_DEVICE = "OPENSCORE_DEVICE"
 ENV_MAX_BATCH_SIZE = "OPENSCORE_MAX_BATCH_SIZE"
 ENV_MAX_QUEUE_DELAY_MS = "OPENSCORE_MAX_QUEUE_DELAY_MS"
 ENV_INTRA_OP_THREADS = "OPENSCORE_INTRA_OP_THREADS"
-
-
-def apply_model_defaults(s: ServerSettings, *, explicit: Mapping[str, Any], cwd: str, model_from_cli: bool) -> None:
-    """--model: resolve the path (flag: against cwd; variable: against the app root), default the device to
-    `auto`, use the built-in entry script when none is given, and let concurrent requests reach the batcher."""
-    assert s.model
-    base = cwd if model_from_cli else s.app_root
-    s.model = os.path.realpath(os.path.join(base, s.model))
-    if not os.path.isfile(s.model):
-        raise SettingsError(f"model {s.model} does not exist (--model / {ENV_MODEL})")
-    if s.device is None:
-        s.device = "auto"
-    if s.entry_script is None:
-        s.entry_script = NOCODE_SCRIPT
-    if "max_concurrent_requests" not in explicit:
-        # No thread per slot on this path (the model is awaited); two batches' worth keeps the device fed.
-        s.max_concurrent_requests = min(4096, 2 * s.max_batch_size)
 
 
 def export_environment(s: ServerSettings) -> None:

@@ -20,6 +20,9 @@ from openscore import __version__
 DEFAULT_PORT = 5001
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000  # azmlinfsrv's own default (AKS deployments set 60 000)
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024  # azureml-fe's payload cap
+ENV_MODEL = "OPENSCORE_MODEL"
+# the built-in entry script --model stands on (runtime/nocode_score.py)
+NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
 
 
 class SettingsError(ValueError):
@@ -127,7 +130,7 @@ class ServerSettings:
     sklearn_joblib_alias: bool = _opt("OPENSCORE_SKLEARN_JOBLIB_ALIAS", _parse_bool, default=False)
     config_file: str | None = _opt("AZUREML_CONFIG_FILE", default=None)
     # Accelerators and no-code ONNX serving (runtime/nocode.py)
-    model: str | None = _opt("OPENSCORE_MODEL", default=None)
+    model: str | None = _opt(ENV_MODEL, default=None)
     device: str | None = _opt("OPENSCORE_DEVICE", _device, default=None)
     max_batch_size: int = _opt("OPENSCORE_MAX_BATCH_SIZE", _int_parser(1, 4096), default=32)
     max_queue_delay_ms: float = _opt("OPENSCORE_MAX_QUEUE_DELAY_MS", _float_parser(0.0), default=0.0)
@@ -224,7 +227,6 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if cli.get("entry_script"):
         s.entry_script = os.path.realpath(os.path.join(cwd, cli["entry_script"]))
     if s.model:
-        from openscore.runtime.nocode import apply_model_defaults
         apply_model_defaults(s, explicit=values, cwd=cwd, model_from_cli=bool(cli.get("model")))
     if s.entry_script is None:
         raise SettingsError("no entry script: pass --entry-script (or --model for no-code ONNX serving), "
@@ -232,3 +234,20 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if not s.entry_script_path().is_file():
         raise SettingsError(f"entry script {s.entry_script_path()} does not exist")
     return s
+
+
+def apply_model_defaults(s: ServerSettings, *, explicit: Mapping[str, Any], cwd: str, model_from_cli: bool) -> None:
+    """--model: resolve the path (flag: against cwd; variable: against the app root), default the device to
+    `auto`, use the built-in entry script when none is given, and let concurrent requests reach the batcher."""
+    assert s.model
+    base = cwd if model_from_cli else s.app_root
+    s.model = os.path.realpath(os.path.join(base, s.model))
+    if not os.path.isfile(s.model):
+        raise SettingsError(f"model {s.model} does not exist (--model / {ENV_MODEL})")
+    if s.device is None:
+        s.device = "auto"
+    if s.entry_script is None:
+        s.entry_script = NOCODE_SCRIPT
+    if "max_concurrent_requests" not in explicit:
+        # No thread per slot on this path (the model is awaited); two batches' worth keeps the device fed.
+        s.max_concurrent_requests = min(4096, 2 * s.max_batch_size)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import hdrs, web
@@ -26,13 +27,11 @@ from openscore.accelerators.v2_codec import (
     model_metadata,
     parse_header_length,
 )
-from openscore.runtime.data_plane import RequestIds, RequestIdTooLong
+from openscore.runtime.data_plane import DataPlane, RequestIds, RequestIdTooLong
 from openscore.runtime.model_registry import ModelNotFound
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.scoring import ScoreResult, message_result
-
-if TYPE_CHECKING:
-    from openscore.runtime.web_server import WorkerHttpApp
+from openscore.runtime.worker_state import WorkerTable
 
 log = logging.getLogger("openscore.worker")
 
@@ -55,10 +54,22 @@ def _json(body: bytes, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
+class HostApp(Protocol):
+    """What these routes use of the worker's HTTP app (runtime.web_server.WorkerHttpApp), which mounts them."""
+
+    plane: DataPlane
+    table: WorkerTable
+    draining: bool
+
+    def not_ready_reason(self) -> str: ...
+    async def read_body(self, request: BaseRequest) -> bytes | web.StreamResponse: ...
+    def tracking_request(self) -> AbstractContextManager[None]: ...
+
+
 class V2Routes:
     """Exact routes for the app's path table, and `resolve()` for the `/v2/models/...` family."""
 
-    def __init__(self, app: WorkerHttpApp):
+    def __init__(self, app: HostApp):
         self.app = app
         self._metadata: dict[int, bytes] = {}  # id(model) -> encoded metadata document
 
