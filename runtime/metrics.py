@@ -23,8 +23,25 @@ from openscore.runtime.worker_state import WorkerTable
 # prometheus_client picks its value storage once, when first imported. Another package imported before the
 # supervisor set PROMETHEUS_MULTIPROC_DIR (e.g. by the CLI while building its parser) would leave it on
 # in-process values, which MultiProcessCollector never sees: /metrics would then miss every counter.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not getattr(values.ValueClass, "_multiprocess", False):
-    values.ValueClass = values.get_value_class()
+#
+# Its multiprocess values also ask the OS for the process id on every update, to notice a fork: a getpid()
+# syscall per value written, 2-3 µs each where syscalls are dear (sandboxes), ~20 CPU-µs of a trivial request.
+# The server forks its workers itself, so the id is cached and refreshed after each fork instead, through
+# prometheus_client's documented `process_identifier` hook (the fork check itself stays).
+_pid = [os.getpid()]
+
+
+def _process_id() -> int:
+    return _pid[0]
+
+
+def _refresh_pid() -> None:
+    _pid[0] = os.getpid()
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.register_at_fork(after_in_child=_refresh_pid)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0, 300.0)
