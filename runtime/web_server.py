@@ -57,7 +57,11 @@ class WorkerHttpApp:
         self.swagger = swagger
         self.draining = False
         self.in_flight = 0
-        self._handling = 0  # requests of any route inside handle(); metrics are flushed when it drops to 0
+        self._handling = 0  # requests of any route inside handle()
+        # With several workers a scrape may be answered by another one, which cannot flush this worker's batched
+        # metrics: so they are written whenever this worker falls idle. One worker flushes before its own
+        # /metrics answer, and otherwise on the batch's timer (flushing when idle wrote once per request).
+        self._flush_when_idle = table.workers > 1
         self._request_count: dict[tuple[str, int], Any] = {}
         self._request_seconds: dict[str, Any] = {}
         self._idle = asyncio.Event()
@@ -108,8 +112,8 @@ class WorkerHttpApp:
             return await self._dispatch(request, start)
         finally:
             self._handling -= 1
-            if self._handling == 0:  # nothing else in flight: let a scrape that follows see this request
-                self.plane.metrics.flush()
+            if self._handling == 0 and self._flush_when_idle:
+                self.plane.metrics.flush()  # before the answer is sent: a scrape that follows sees it
 
     async def _dispatch(self, request: BaseRequest, start: float) -> web.StreamResponse:
         current_request_id.set(None)  # the connection's task is reused across keep-alive requests
