@@ -12,7 +12,6 @@ process runs too. Updates never wait longer than MAX_DEFER_S (work that no reque
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections import deque
@@ -20,6 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from openscore.pending_histogram import PendingHistogram, upper_bounds
 
 LABELS = ("model", "device")
 _TIME_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -102,37 +103,15 @@ def families(registry: CollectorRegistry | None = None) -> dict:
     return _families[id(registry)]
 
 
-class _PendingHistogram:
-    __slots__ = ("bounds", "counts", "n", "total")
-
-    def __init__(self, bounds: list[float]):
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bucket whose bound >= value
-        self.total += value
-        self.n += 1
-
-    def write(self, child: Any) -> None:
-        if self.n:
-            child._sum.inc(self.total)
-            for i, c in enumerate(self.counts):
-                if c:
-                    child._buckets[i].inc(c)
-
-
 class _Pending:
     """Updates not yet written: swapped out whole by a flush."""
 
     __slots__ = ("batch", "compute", "depth", "executions", "failures", "inferences", "queue", "success")
 
     def __init__(self, bounds: tuple[list[float], list[float]]):
-        self.queue = _PendingHistogram(bounds[0])
-        self.compute = _PendingHistogram(bounds[0])
-        self.batch = _PendingHistogram(bounds[1])
+        self.queue = PendingHistogram(bounds[0])
+        self.compute = PendingHistogram(bounds[0])
+        self.batch = PendingHistogram(bounds[1])
         self.executions = self.inferences = self.success = self.depth = 0
         self.failures: dict[str, int] = {}
 
@@ -149,7 +128,7 @@ class ModelMetrics:
         self.depth = f["depth"].labels(*lv)
         self.mem_used, self.mem_total = f["mem_used"].labels(*lv), f["mem_total"].labels(*lv)
         self._mem_at = 0.0
-        self._bounds = (list(self.queue._upper_bounds), list(self.batch._upper_bounds))
+        self._bounds = (upper_bounds(self.queue), upper_bounds(self.batch))
         self._lock = threading.Lock()
         self._pending = _Pending(self._bounds)
         self._dirty = False

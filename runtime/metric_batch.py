@@ -12,39 +12,28 @@ request's queue wait and its run are observed in different turns: no saving at a
 from __future__ import annotations
 
 import asyncio
-import bisect
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from openscore.pending_histogram import PendingHistogram, upper_bounds
 
 FLUSH_INTERVAL_S = 0.05
 
 
 class BatchedHistogram:
-    __slots__ = ("_batch", "_bounds", "_child", "_counts", "_n", "_sum")
+    __slots__ = ("_batch", "_child", "_pending")
 
     def __init__(self, batch: MetricBatch, child: Any):
         self._batch = batch
         self._child = child
-        self._bounds: list[float] = list(child._upper_bounds)  # prometheus_client's buckets (last is +Inf)
-        self._counts = [0] * len(self._bounds)
-        self._sum = 0.0
-        self._n = 0
+        self._pending = PendingHistogram(upper_bounds(child))
 
     def observe(self, value: float) -> None:
-        self._counts[bisect.bisect_left(self._bounds, value)] += 1  # the first bucket whose bound >= value
-        self._sum += value
-        self._n += 1
+        self._pending.observe(value)
         self._batch.schedule()
 
     def _flush(self) -> None:
-        if not self._n:
-            return
-        counts, self._counts = self._counts, [0] * len(self._bounds)
-        total, self._sum, self._n = self._sum, 0.0, 0
-        self._child._sum.inc(total)
-        for i, c in enumerate(counts):
-            if c:
-                self._child._buckets[i].inc(c)
+        self._pending.write(self._child)
 
 
 class BatchedCounter:
