@@ -64,6 +64,15 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def configure_logging(level: str) -> None:
+    """One stderr handler with the UTC line format (like the replicas', so the two logs line up); the access
+    log recognises exactly this set-up and then writes its lines itself, batched, without the logging module."""
+    from openscore.log_lines import UtcFormatter
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UtcFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
 def run_router_command(args: argparse.Namespace) -> int:
     if args.size_for_rps is not None:
         return _print_sizing(args)
@@ -84,10 +93,7 @@ def run_router_command(args: argparse.Namespace) -> int:
     if settings.workspace is None:
         print("openscore router: error: --workspace is required (or OPENSCORE_ROUTER_WORKSPACE)", file=sys.stderr)
         return EXIT_CONFIG
-    from openscore.log_lines import UtcFormatter
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(UtcFormatter())  # UTC like the replicas' lines, so the two logs line up
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    configure_logging(settings.log_level)
     for line in unknown_variables():
         log.warning("%s", line)
     try:

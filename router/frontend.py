@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from openscore.log_lines import BatchedLineWriter
+from openscore.log_lines import AZURE_FORMAT, BatchedLineWriter, UtcFormatter
 from openscore.router import proxy
 from openscore.router.auth import AdminAuth, AuthError
 from openscore.router.balancer import Lease, Rejected
@@ -65,7 +65,6 @@ class AccessLog:
     per event-loop iteration: the logging machinery costs tens of microseconds per record, a tenth of the
     router's cost per request. Any other logging setup gets the records through logging, unchanged."""
 
-    FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"
     TEXT = ("%s %s %d service=%s version=%s replica=%s queue_ms=%.1f upstream_ms=%.1f total_ms=%.1f limit=%s "
             "request_id=%s")
 
@@ -75,7 +74,7 @@ class AccessLog:
 
     def _direct_writer(self) -> BatchedLineWriter | None:
         """A writer straight to the log's stream when logging is set up exactly as `openscore router` does
-        (one plain StreamHandler with our format); None means: go through logging."""
+        (one plain StreamHandler with the UTC line format); None means: go through logging."""
         lg: logging.Logger | None = access_log
         if not access_log.isEnabledFor(logging.INFO):
             return None
@@ -88,9 +87,8 @@ class AccessLog:
             return None
         hd = root.handlers[0]
         fmt = hd.formatter
-        if (type(hd) is not logging.StreamHandler or hd.filters or hd.level > logging.INFO or fmt is None
-                or fmt._fmt != AccessLog.FORMAT or fmt.datefmt is not None
-                or fmt.converter is not time.localtime or type(fmt) is not logging.Formatter):
+        if (type(hd) is not logging.StreamHandler or hd.filters or hd.level > logging.INFO
+                or type(fmt) is not UtcFormatter or fmt._fmt != AZURE_FORMAT or fmt.datefmt is not None):
             return None
         try:
             hd.flush()

@@ -1,8 +1,8 @@
 """The batched metric writers (openscore/pending_histogram.py, used by runtime/metric_batch.py and
 accelerators/metrics.py) add whole batches to prometheus_client's value objects (`Histogram._upper_bounds`,
-`._buckets[i]`, `._sum`) instead of observing each value. This checks, in the multiprocess mode the server runs in and in plain mode, that a batch written
-that way is exactly what the same observations written one by one give, so a prometheus_client release that
-moves those internals fails here, loudly, rather than in production metrics."""
+`._buckets[i]`, `._sum`) instead of observing each value. This checks, in the multiprocess mode the server runs in
+and in plain mode, that a batch written that way is exactly what the same observations written one by one give, so a
+prometheus_client release that moves those internals fails here, loudly, rather than in production metrics."""
 
 from __future__ import annotations
 
