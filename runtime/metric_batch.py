@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from openscore.pending_histogram import PendingHistogram, upper_bounds
 
@@ -54,6 +54,9 @@ class BatchedCounter:
             self._child.inc(n)
 
 
+_Item = TypeVar("_Item", BatchedHistogram, BatchedCounter)
+
+
 class MetricBatch:
     """Batched views of prometheus metric children, one per (metric, labels); flushed together, along with
     `also` (other batched metrics' flushes, e.g. the models' of openscore.accelerators.metrics)."""
@@ -64,17 +67,17 @@ class MetricBatch:
         self._also = tuple(also)
 
     def histogram(self, metric: Any, *labels: str) -> BatchedHistogram:
-        key = (id(metric), labels)
-        item = self._items.get(key)
-        if item is None:
-            item = self._items[key] = BatchedHistogram(self, metric.labels(*labels) if labels else metric)
-        return item  # type: ignore[return-value]
+        return self._item(BatchedHistogram, metric, labels)
 
     def counter(self, metric: Any, *labels: str) -> BatchedCounter:
+        return self._item(BatchedCounter, metric, labels)
+
+    def _item(self, cls: type[_Item], metric: Any, labels: tuple[str, ...]) -> _Item:
+        """The one batched view of (metric, labels), made on first use."""
         key = (id(metric), labels)
         item = self._items.get(key)
         if item is None:
-            item = self._items[key] = BatchedCounter(self, metric.labels(*labels) if labels else metric)
+            item = self._items[key] = cls(self, metric.labels(*labels) if labels else metric)
         return item  # type: ignore[return-value]
 
     def schedule(self) -> None:
