@@ -227,7 +227,8 @@ def _healthz_overtakes(server: Any, path: str, body: bytes, headers: dict[str, s
     assert requests.get(server.url + "/healthz", timeout=120).status_code == 200
     t.join(120)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and f"POST {path} {status[0]}" not in server.log():
+    while time.monotonic() < deadline and not all(line in server.log()
+                                                  for line in ("GET /healthz 200", f"POST {path} {status[0]}")):
         time.sleep(0.05)
     log = server.log()
     return log.index("GET /healthz 200") < log.index(f"POST {path} {status[0]}"), status[0]
