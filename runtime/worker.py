@@ -58,8 +58,9 @@ def _guard_os_exit() -> None:
 
     def guarded_exit(code: int) -> None:
         if os.getpid() == worker_pid and (in_user_run.get() or threading.current_thread() is not main):
-            raise UserExitRefused(f"os._exit({code}) called from {'run()' if in_user_run.get() else 'a thread'} "
-                                  f"({threading.current_thread().name}); refused, the worker keeps serving")
+            caller = ("run() called os._exit" if in_user_run.get() else
+                      f"os._exit called from a thread ({threading.current_thread().name}) with")
+            raise UserExitRefused(f"{caller}({code}); refused, the worker keeps serving")
         real_exit(code)
 
     os._exit = guarded_exit  # type: ignore[assignment]
