@@ -32,6 +32,12 @@ NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
 MAX_VERSIONS = 6
 MAX_SCORING_TIMEOUT_MS = 300_000
 MAX_MIRROR_PERCENT = 50.0  # Azure online endpoints' limit on mirrored (shadow) traffic
+# Upper bounds, so a typo (100000) is a 400 naming the key rather than a fork bomb: replicas of one version
+# (numReplicas, autoScaler.min/maxReplicas) and worker processes per replica (openscore's `workers`).
+MAX_REPLICAS = 100
+MAX_WORKERS = 64
+# `openscore serve` flags the router sets itself: a replica listens where its router says (loopback)
+_RESERVED_REPLICA_ARGS = ("--host", "--port")
 CONTROL, TREATMENT = "Control", "Treatment"
 
 # Version-level keys an aksendpoint may NOT set per version (they are endpoint-level, spec 2.2).
@@ -211,8 +217,8 @@ def _autoscale(d: Mapping[str, Any], path: str, num_replicas: int | None) -> Aut
     a = _obj(d, "autoScaler", path)
     ap = f"{path}.autoScaler" if path else "autoScaler"
     enabled = _bool(a, "autoscaleEnabled", ap)
-    mn = _num(a, "minReplicas", ap, integer=True, minimum=0)
-    mx = _num(a, "maxReplicas", ap, integer=True, minimum=0)
+    mn = _num(a, "minReplicas", ap, integer=True, minimum=0, maximum=MAX_REPLICAS)
+    mx = _num(a, "maxReplicas", ap, integer=True, minimum=0, maximum=MAX_REPLICAS)
     refresh = _num(a, "refreshPeriodInSeconds", ap, minimum=0)
     target = _num(a, "targetUtilization", ap, minimum=0, maximum=100)
     given = [k for k, v in (("minReplicas", mn), ("maxReplicas", mx), ("refreshPeriodInSeconds", refresh),
@@ -385,8 +391,8 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
     primary = _str(keys, "primaryKey", f"{path}.keys")
     secondary = _str(keys, "secondaryKey", f"{path}.keys")
     for k, v in (("primaryKey", primary), ("secondaryKey", secondary)):
-        if v is not None and len(v) < 8:
-            raise ConfigError(f"{path}.keys.{k}", "must be at least 8 characters")
+        if v is not None:
+            check_key_value(v, f"{path}.keys.{k}")
     max_body = _num(d, "maxRequestBodyBytes", path, integer=True, minimum=0)
     namespace = _str(d, "namespace", path)
     versions: dict[str, VersionSpec] = {}
@@ -395,6 +401,7 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
         validate_name(vname, f"{path}.versionName", "version name")
         versions[vname] = replace(parse_version(vname, d, path, base, files_must_exist), is_default=True,
                                   version_type=CONTROL, traffic_percentile=100.0)
+        _check_limits(versions[vname], path)
     else:
         raw = _obj(d, "versions", path)
         if not raw:
@@ -408,6 +415,7 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
                 if isinstance(vd, Mapping) and k in vd:
                     raise ConfigError(f"{vpath}.{k}", "is an endpoint-level setting; set it on the endpoint")
             versions[vname] = parse_version(vname, vd, vpath, base, files_must_exist)
+            _check_limits(versions[vname], vpath)
         if namespace is not None and not NAMESPACE_RE.match(namespace):
             raise ConfigError(f"{path}.namespace", f"{namespace!r} must match {NAMESPACE_RE.pattern}")
         versions = {n: replace(v, namespace=namespace) for n, v in versions.items()}  # endpoint-level
@@ -419,6 +427,29 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
                        description=_str(d, "description", path) or "",
                        max_body_bytes=max_body or 100 * 1024 * 1024, mirror=mirror, namespace=namespace)
     return spec
+
+
+def check_key_value(value: str, key: str) -> str:
+    """A service key as a client can send it in `Authorization: Bearer <key>`: at least 8 characters of
+    printable ASCII, no surrounding spaces (no CR/LF, no control characters). ConfigError naming `key`."""
+    if len(value) < 8:
+        raise ConfigError(key, "must be at least 8 characters")
+    if not (value.isascii() and value.isprintable()) or value != value.strip():
+        raise ConfigError(key, "must be printable ASCII without control characters (CR, LF, ...) or "
+                               "surrounding spaces")
+    return value
+
+
+def _check_limits(v: VersionSpec, path: str) -> None:
+    """Bounds that keep one document from exhausting the machine, and the flags the router owns."""
+    if v.num_replicas is not None and v.num_replicas > MAX_REPLICAS:
+        raise ConfigError(_key(path, "numReplicas"), f"must be <= {MAX_REPLICAS}, got {v.num_replicas}")
+    if v.workers > MAX_WORKERS:
+        raise ConfigError(_key(path, "workers"), f"must be <= {MAX_WORKERS}, got {v.workers}")
+    for a in v.replica_args:
+        if a.split("=", 1)[0] in _RESERVED_REPLICA_ARGS:
+            raise ConfigError(_key(path, "replicaArgs"), f"must not set {a.split('=', 1)[0]}: the router "
+                                                         "chooses where a replica listens (127.0.0.1)")
 
 
 def _mirror(d: Mapping[str, Any], versions: Mapping[str, VersionSpec], path: str) -> dict[str, float]:
