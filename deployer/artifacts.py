@@ -105,13 +105,14 @@ class ArtifactStore:
     def put_file(self, path: Path) -> tuple[str, int]:
         """Store a file's content; returns (digest, size)."""
         with self._writer() as (w, out), open(path, "rb") as src:
-            shutil.copyfileobj(src, w, CHUNK)  # type: ignore[misc]
+            shutil.copyfileobj(src, w, CHUNK)
         return out[0], w.size
 
     def put_folder(self, folder: Path) -> tuple[str, int]:
         """Store a folder as a deterministic tar; returns (digest, total size of its files)."""
         files_size = 0
-        with self._writer() as (w, out), tarfile.open(fileobj=w, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        with self._writer() as (w, out), \
+                tarfile.open(fileobj=w, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
             for rel, full in _walk(folder):
                 info = tarfile.TarInfo(rel)
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""

@@ -62,16 +62,16 @@ class LocalEnvironmentBuilder:
         if not packages:
             return sys.executable
         env = self.env_dir(defn)
-        python = env / "bin" / "python"
+        built = str(env / "bin" / "python")
         if not rebuild and self._ready(env):
             log(f"environment {defn.name}: reusing the built environment {defn.hash[:12]}")
-            return str(python)
+            return built
         with self._lock(defn.hash):
             if not rebuild and self._ready(env):  # another builder finished it while we waited
                 log(f"environment {defn.name}: reusing the built environment {defn.hash[:12]}")
-                return str(python)
+                return built
             self._build(defn, env, packages, log)
-        return str(python)
+        return built
 
     # ------------------------------------------------------------------------------------------ internals
     def _ready(self, env: Path) -> bool:

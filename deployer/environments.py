@@ -137,7 +137,8 @@ class EnvironmentDefinition:
         """The conda document with `pip` folded into its pip section (Azure keeps one place for both)."""
         if self.conda is None and not self.pip:
             return None
-        conda = json.loads(json.dumps(self.conda or {"name": "project_environment", "dependencies": []}))
+        conda: dict[str, Any] = json.loads(json.dumps(self.conda or {"name": "project_environment",
+                                                                      "dependencies": []}))
         if self.pip:
             deps = conda.setdefault("dependencies", [])
             section = next((d for d in deps if isinstance(d, dict) and "pip" in d), None)
@@ -145,7 +146,7 @@ class EnvironmentDefinition:
                 section = {"pip": []}
                 deps.append(section)
             section["pip"] = [*section["pip"], *self.pip]
-        return conda  # type: ignore[no-any-return]
+        return conda
 
     # --------------------------------------------------------------------------------------- resolution
     def _resolve(self) -> tuple[list[str], list[str]]:
