@@ -84,18 +84,15 @@ class ModelRegistry:
         src = Path(path).expanduser()
         if not src.exists():
             raise NotFoundError(f"model path {src} does not exist")
-        if src.is_dir():
-            digest, size = self.artifacts.put_folder(src)
-        elif src.is_file():
-            digest, size = self.artifacts.put_file(src)
-        else:
+        if not src.is_dir() and not src.is_file():
             raise DeployError(f"model path {src} is neither a file nor a folder")
+        digest, size = self._store(src)
         file_name = src.absolute().name
         tags_json = json.dumps(_str_map(tags, "tag"), sort_keys=True)
         props_json = json.dumps(_str_map(properties, "property"), sort_keys=True)
         with self.ws.transaction() as db:  # the lock makes max()+1 safe against a concurrent register
             if not self.artifacts.exists(digest):  # a delete of the last other user removed it meanwhile
-                digest, size = self.artifacts.put_folder(src) if src.is_dir() else self.artifacts.put_file(src)
+                digest, size = self._store(src)
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
                                  (name,)).fetchone()[0]
             db.execute("INSERT INTO models (name, version, digest, file_name, is_dir, size, tags, properties,"
@@ -104,6 +101,14 @@ class ModelRegistry:
                        (name, version, digest, file_name, int(src.is_dir()), size, tags_json, props_json,
                         description or "", model_framework, model_framework_version, time.time()))
         return self.get(name, version)
+
+    def _store(self, src: Path) -> tuple[str, int]:
+        try:
+            return self.artifacts.put_folder(src) if src.is_dir() else self.artifacts.put_file(src)
+        except OSError as e:  # an unreadable model file, a full disk
+            where = f" ({e.filename})" if e.filename else ""
+            raise DeployError(f"cannot store model {src} in workspace {self.ws.root}: {e.strerror or e}{where}") \
+                from None
 
     # ---------------------------------------------------------------------------------------------- reads
     def get(self, name: str, version: int | None = None) -> ModelRecord:
@@ -250,6 +255,8 @@ def _str_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
 def _filters(wanted: TagFilter | None) -> list[tuple[str, str | None]]:
     if wanted is None:
         return []
+    if isinstance(wanted, str):  # one filter, not its characters
+        wanted = [wanted]
     if isinstance(wanted, Mapping):
         return [(str(k), None if v is None else str(v)) for k, v in wanted.items()]
     out: list[tuple[str, str | None]] = []

@@ -85,14 +85,22 @@ class Store:
             raise self._storage_error(e) from None
         try:
             yield conn
+        except sqlite3.OperationalError as e:  # read-only, disk full, locked past the timeout: the user's to fix
+            self._rollback(conn)
+            raise self._storage_error(e) from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise self._storage_error(e) from None
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # SQLite may have rolled back already (some errors do), which ROLLBACK rejects
+            conn.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""

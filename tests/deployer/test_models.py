@@ -190,3 +190,17 @@ def test_concurrent_registrations_from_two_processes_get_distinct_versions(ws, m
     assert all("locked" not in err for _, err in outs)
     print(f"register: {', '.join(err.strip() for _, err in outs)} ms per registration (two processes at once)")
     assert [r.version for r in Workspace(ws.root).models.list("shared")] == list(range(1, 2 * n + 1))
+
+
+def test_an_unreadable_model_file_is_named_and_registers_nothing(ws, model_file, run_python):
+    model_file.chmod(0o000)
+    code = ("import sys\nfrom openscore.deployer.errors import DeployError\n"
+            "from openscore.deployer.workspace import Workspace\n"
+            f"try:\n    Workspace({str(ws.root)!r}).models.register('m', {str(model_file)!r})\n"
+            "except DeployError as e:\n    print(e); sys.exit(7)\n")
+    proc = run_python(code, modes_apply=True)
+    model_file.chmod(0o644)
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "Permission denied" in proc.stdout and str(model_file) in proc.stdout
+    assert ws.models.list() == [] and ws.artifacts.digests() == []
+    assert list((ws.artifacts_dir / "tmp").iterdir()) == []
