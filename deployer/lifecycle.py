@@ -256,9 +256,6 @@ class ServiceManager:
             ic = ic.with_environment_ref(*env_ref)
         environment = ic.resolve_environment(self.ws)
         packages = environment.resolved_packages()   # a conda-only package fails here, before any write
-        skipped = environment.skipped()
-        if skipped:
-            log(f"Not installing {', '.join(skipped)}: openscore provides what a scoring container needs from them")
         if packages:
             log(f"Environment {environment.name or '(unnamed)'}: {len(packages)} package(s)")
         python = packaging.environment_python(self.ws, environment, rebuild=rebuild, log=log)
@@ -561,18 +558,20 @@ class ServiceManager:
         base.update(rec.get("endpoint", {}))
         base.update(rec["versions"][vname]["doc"])
         for src in (dc.raw if dc is not None else None, changes):
-            for k, v in (src or {}).items():
+            src = src or {}
+            # a fixed count replaces autoscaling and the reverse, as Azure's update does
+            if "numReplicas" in src:
+                base.pop("autoScaler", None)
+            scaler = src.get("autoScaler")
+            if isinstance(scaler, Mapping) and scaler.get("autoscaleEnabled") and "numReplicas" not in src:
+                base.pop("numReplicas", None)
+            for k, v in src.items():
                 if k == "computeType":
                     continue
                 if isinstance(v, Mapping) and isinstance(base.get(k), Mapping):
                     base[k] = {**base[k], **v}
                 else:
                     base[k] = v
-        if changes and "numReplicas" in changes and "autoScaler" not in changes:
-            base.pop("autoScaler", None)  # a fixed count replaces autoscaling, as Azure's update does
-        if changes and "autoScaler" in changes and (changes["autoScaler"] or {}).get("autoscaleEnabled") \
-                and "numReplicas" not in changes:
-            base.pop("numReplicas", None)
         base["computeType"] = rec["computeType"]
         return deployment_config_from_dict(base, f"service {name}")
 
