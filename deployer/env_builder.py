@@ -82,7 +82,9 @@ class LocalEnvironmentBuilder:
             built_for = json.loads(marker.read_text()).get("base_python")
         except (OSError, ValueError):
             return False
-        return bool(built_for == sys.executable and (env / "bin" / "python").exists())
+        # built from another interpreter (the SDK's, say) is still good while that one exists: rebuilding it
+        # under a running service would pull its files away
+        return bool(built_for and Path(built_for).exists() and (env / "bin" / "python").exists())
 
     @contextmanager
     def _lock(self, digest: str) -> Iterator[None]:
