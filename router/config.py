@@ -111,6 +111,7 @@ class VersionSpec:
     namespace: str | None = None           # the service's (endpoint-level for an aksendpoint)
     image: str | None = None               # container image (Kubernetes targets; the local target ignores it)
     instance_type: str | None = None       # instanceType: the pool (SKU) its replicas run on
+    python: str | None = None              # pythonInterpreter: the replica's interpreter (a built environment)
 
     @property
     def gpus(self) -> int:
@@ -121,7 +122,8 @@ class VersionSpec:
         """What, if changed, needs new replicas (everything else applies in the router)."""
         return (self.entry_script, self.app_root, self.model_dir, tuple(sorted(self.environment.items())),
                 self.slots_per_replica, self.scoring_timeout_ms, self.workers, self.replica_args,
-                self.resources, self.gpus, self.liveness, self.namespace, self.image, self.instance_type)
+                self.resources, self.gpus, self.liveness, self.namespace, self.image, self.instance_type,
+                self.python)
 
     @property
     def initial_replicas(self) -> int:
@@ -340,6 +342,11 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
     instance_type = _str(d, "instanceType", path)
     if instance_type is not None and not instance_type.strip():
         raise ConfigError(p("instanceType"), "must not be empty (name a pool, or leave the key out)")
+    python = _str(d, "pythonInterpreter", path)
+    if python is not None and not Path(python).is_absolute():
+        raise ConfigError(p("pythonInterpreter"), f"{python!r} must be an absolute path to a python interpreter")
+    if python is not None and files_must_exist and not Path(python).is_file():
+        raise ConfigError(p("pythonInterpreter"), f"{python} is not a file that exists")
     # Paths last, so a document that breaks a rule above is told that rule first.
     if source:
         app_root = _absolute(source, p("sourceDirectory"), base_dir, "services file's folder")
@@ -360,7 +367,7 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
         traffic_percentile=float(traffic or 0.0), is_default=bool(is_default),
         version_type=CONTROL if (vtype or "").lower() == "control" else TREATMENT, workers=workers or 1,
         replica_args=tuple(extra), resources=resources, gpu_cores=gpu_cores, liveness=liveness, namespace=ns,
-        image=image, instance_type=instance_type.strip() if instance_type else None)
+        image=image, instance_type=instance_type.strip() if instance_type else None, python=python)
 
 
 # ------------------------------------------------------------------------------------------ service parsing
