@@ -63,7 +63,7 @@ class CondaDependencies:
     def _pip_list(self, create: bool = False) -> list[str] | None:
         for dep in self._conda_dependencies["dependencies"]:
             if isinstance(dep, dict) and "pip" in dep:
-                return dep["pip"]  # type: ignore[no-any-return]
+                return dep["pip"]
         if not create:
             return None
         pip: list[str] = []

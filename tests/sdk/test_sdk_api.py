@@ -102,7 +102,7 @@ def test_unknown_models_and_bad_versions(sdk_ws):
     with pytest.raises(ModelNotFoundException, match="7"):
         Model(sdk_ws, "mymodel", version=7)
     with pytest.raises(WebserviceException, match="version should be an int"):
-        Model(sdk_ws, "mymodel", version="1")  # type: ignore[arg-type]
+        Model(sdk_ws, "mymodel", version="1")
     before = dump(sdk_ws.store.root)
     with pytest.raises(WebserviceException, match=r"does not exist|not found|No such"):
         Model.register(sdk_ws, model_path="missing.pkl", model_name="other")
@@ -126,7 +126,7 @@ def test_get_model_path_as_in_a_container(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundException, match="Model other not found"):
         Model.get_model_path("other")
     with pytest.raises(WebserviceException, match="version should be an int"):
-        Model.get_model_path("m", version="1")  # type: ignore[arg-type]
+        Model.get_model_path("m", version="1")
 
 
 def test_get_model_path_from_the_workspace(sdk_ws, project):
@@ -220,7 +220,7 @@ def test_aks_deploy_configuration_refuses_azures_invalid_combinations(kwargs, me
 
 def test_deploy_configuration_refuses_unknown_parameters_and_bad_ports():
     with pytest.raises(TypeError):
-        AksWebservice.deploy_configuration(cpu_core=1)  # type: ignore[call-arg]
+        AksWebservice.deploy_configuration(cpu_core=1)
     with pytest.raises(WebserviceException, match=r"traffic|Percentile"):
         AksEndpoint.deploy_configuration(traffic_percentile=120)
     with pytest.raises(WebserviceException, match="port"):
@@ -255,7 +255,7 @@ def test_bad_deployments_are_refused_before_anything_is_written(sdk_ws, project)
     with pytest.raises(WebserviceException, match=r"'myaks' is not attached.*local"):
         Model.deploy(sdk_ws, "elsewhere", [model], ic, AksWebservice.deploy_configuration(), "myaks")
     with pytest.raises(WebserviceException, match="models must be"):
-        Model.deploy(sdk_ws, "nomodels", model, ic)  # type: ignore[arg-type]
+        Model.deploy(sdk_ws, "nomodels", model, ic)
     assert dump(sdk_ws.store.root) == before
     with pytest.raises(WebserviceException, match="nosuch"):
         Webservice(sdk_ws, "nosuch")
@@ -277,7 +277,7 @@ def test_service_methods_on_a_running_service(sdk_ws, project):
     body = json.dumps({"data": [[0.038, 0.051, 0.062, 0.022, -0.044, -0.035, -0.043, -0.003, 0.020, -0.018]]})
     assert service.run(body)[0] > 180
     with pytest.raises(WebserviceException, match="input_data must be a JSON string"):
-        service.run({"data": []})  # type: ignore[arg-type]
+        service.run({"data": []})
     old, _ = service.get_keys()
     service.regen_key("Primary")
     new, _ = service.get_keys()
