@@ -291,6 +291,8 @@ class ServiceManager:
             if dc.compute_type == "aksendpoint":
                 check_service_name(vname, "version name")
             version["doc"] = dc.version_keys()
+            if dc.compute_type == "aksendpoint" and "isDefault" not in version["doc"]:
+                version["doc"]["isDefault"] = True  # an endpoint's only version is its default (Azure's rule)
             record = {"computeType": dc.compute_type, "endpoint": dc.endpoint_keys(),
                       "versions": {vname: version}, "operationStarted": started,
                       "description": description or dc.raw.get("description") or "", "tags": dict(tags or {}),

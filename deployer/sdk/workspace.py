@@ -38,6 +38,9 @@ class Workspace:
                     _file_name: str | None = None) -> Workspace:
         """The workspace a config.json names: `path` is that file or a folder to search from (default cwd)."""
         given = Path(path).expanduser() if path is not None else None
+        if given is not None and not given.exists():  # a typo must not fall back to some parent's config.json
+            raise UserErrorException(f"We could not find config.json in: {given.absolute()}: no such file or "
+                                     "directory.")
         if given is not None and given.is_file():
             config: Path | None = given
         elif _file_name is not None:
