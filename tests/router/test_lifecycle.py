@@ -57,8 +57,11 @@ def test_sigkilled_replica_is_replaced_and_only_its_in_flight_requests_fail(star
         os.killpg(victim["pid"], signal.SIGKILL)
         time.sleep(1.5)
     failed = load.failures()
-    # at most the victim's one slot was in flight on it; nothing that had not reached it failed
-    assert len(failed) <= 1 and all(f[1] == victim["id"] for f in failed), failed
+    # only requests that had reached the victim fail, as 502s (never re-sent elsewhere: run() may have begun):
+    # its one busy slot, or one written to its idle keep-alive connection before its death was seen; at most
+    # one per client, as every client's next request goes to the survivor once the victim is seen dead
+    assert all(f[0] == 502 and f[1] == victim["id"] for f in failed), failed
+    assert len(failed) <= len(load._threads), failed
     assert len(load.results) > 20
     r.wait_ready("crash-svc", replicas=2, timeout=20)
     after = r.status("crash-svc")["versions"]["crash-svc"]["replicas"]
