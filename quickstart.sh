@@ -52,6 +52,10 @@ if [ "$mode" != stop ] && [ ! -f "$model_file" ]; then
   "$py" entry_scripts/make_models.py sklearn_json >/dev/null
 fi
 port=${PORT:-5001}
+if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+  say "error: PORT must be a port number (1-65535), got '$port'"
+  exit 1
+fi
 ready_s=${QUICKSTART_READY_S:-120}
 
 # ================================================================== serve: one sample, directly, then stopped
@@ -117,6 +121,10 @@ fi
 
 # ================================================================== the deploy journey
 ws=${QUICKSTART_WORKSPACE:-$root/.openscore-quickstart}
+if [ "$mode" = stop ] && [ ! -d "$ws" ]; then
+  say "no router of workspace $ws is running"
+  exit 0
+fi
 mkdir -p "$ws"
 ws=$(cd "$ws" && pwd)
 # Only this workspace, whatever the caller's environment names (a user's own OPENSCORE_WORKSPACE, or a

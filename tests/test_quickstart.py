@@ -145,6 +145,22 @@ def test_quickstart_shows_the_replica_log_of_a_service_that_fails_and_stops_its_
     assert _router_pid(ws) is None
 
 
+def test_quickstart_refuses_a_port_that_is_not_a_number(tmp_path):
+    r = subprocess.run(["bash", str(QUICKSTART)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "QUICKSTART_SETUP": "0", "OPENSCORE_PYTHON": sys.executable,
+                            "PORT": "80a", "QUICKSTART_WORKSPACE": str(tmp_path / "ws")})
+    assert r.returncode == 1
+    assert "PORT must be a port number (1-65535), got '80a'" in r.stderr
+    assert not (tmp_path / "ws").exists()  # refused before anything was made
+
+
+def test_quickstart_stop_without_a_router_says_so_and_makes_nothing(tmp_path):
+    r = _quickstart(free_port(), "stop", ws=tmp_path / "ws")
+    assert r.returncode == 0, r.stderr
+    assert f"no router of workspace {tmp_path / 'ws'} is running" in r.stderr
+    assert not (tmp_path / "ws").exists()
+
+
 def test_quickstart_rejects_an_unknown_command():
     r = _quickstart(free_port(), "deplyo")
     assert r.returncode == 1
