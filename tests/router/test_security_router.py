@@ -321,3 +321,66 @@ def test_clients_that_disconnect_mid_body_leave_no_traceback_and_no_busy_slot(st
     assert "Traceback" not in r.log(), r.log()[-5000:]
     assert "AttributeError" not in r.log()
     assert busy(r, name) == 0
+
+
+# ====================================================================== holes 8, 10 and 11 through a real router
+def test_bad_credentials_admin_bodies_slow_heads_and_a_connection_flood(start_router):
+    """Before: `Bearer \\xff\\xfe` was a 500 with a traceback, `signing-keys/rotate` with `[1]` a 500,
+    numReplicas 100000 accepted, and a head trickling in one byte at a time held its connection forever."""
+    name = "edge-svc"
+    r = start_router({name: service("echo.py")}, "--header-timeout-s", "2", "--max-connections", "8")
+    url = f"{r.url}/api/v1/service/{name}/score"
+    # hole 8: credentials that are not ASCII
+    for raw in (b"Bearer \xff\xfe", b"Bearer k\xc3\xa9y", b"\xff"):
+        for path in (f"/api/v1/service/{name}/score", "/admin/v1/services"):
+            with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+                s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Length: 2\r\n\r\n{}"
+                          % (path.encode(), raw))
+                status, _, body = read_response(s)
+            assert status == 401, (path, raw, status, body)
+    # hole 10: admin bodies and documents out of bounds
+    admin = f"{r.url}/admin/v1"
+    for body in (b"[1]", b'"x"', b"7", b"{", b"\xff"):
+        resp = r.admin.post(f"{admin}/signing-keys/rotate", data=body, timeout=5)
+        assert resp.status_code == 400, (body, resp.status_code, resp.text)
+    doc = service("echo.py")
+    for key, value in (("numReplicas", 100000), ("workers", 100000),
+                       ("autoScaler", {"autoscaleEnabled": True, "maxReplicas": 100000})):
+        bad = {k: v for k, v in doc.items() if k != "numReplicas"} | {key: value}
+        resp = r.admin.put(f"{admin}/services/{name}", json=bad, timeout=5)
+        assert resp.status_code == 400 and key in resp.json()["key"], (key, resp.text)
+    for value in ("abcdefgh\r\nX-Evil: 1", "abcdefgh\n", "abc\x00defgh"):
+        resp = r.admin.post(f"{admin}/services/{name}/regenerateKeys", timeout=5,
+                            json={"keyType": "Primary", "keyValue": value})
+        assert resp.status_code == 400, (value, resp.text)
+    key = r.keys(name)["primaryKey"]
+    assert requests.post(url, data=b"{}", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
+    assert len(r.status(name)["versions"][name]["replicas"]) == 1  # nothing of the above was applied
+    # hole 11: heads that trickle in are closed with a 408; beyond the cap, a connection is closed at once
+    r.admin.close()  # its idle keep-alive connection would be evicted anyway; keep the count exact
+    socks = [socket.create_connection(("127.0.0.1", r.port), timeout=10) for _ in range(8)]
+    try:
+        for s in socks:
+            s.sendall(b"POST /api/v1/service/edge-svc/score HTTP/1.1\r\nHo")
+        extra = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        with extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            refused = read_response(extra)
+        assert refused[0] == 0, refused  # closed without a response: the cap, not the header timer
+        answers = []
+        for s in socks:  # a byte now and then never extends the head's deadline
+            for _ in range(20):
+                try:
+                    s.sendall(b"s")
+                except OSError:
+                    break
+                if select.select([s], [], [], 0.5)[0]:
+                    break
+            answers.append(read_response(s)[0])
+        assert answers == [408] * 8, answers
+    finally:
+        for s in socks:
+            s.close()
+    assert wait_for(lambda: requests.get(f"{r.url}/healthz", timeout=2).status_code == 200, 5)
+    assert requests.post(url, data=b"{}", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
+    assert "Traceback" not in r.log()
