@@ -112,6 +112,7 @@ class VersionSpec:
     image: str | None = None               # container image (Kubernetes targets; the local target ignores it)
     instance_type: str | None = None       # instanceType: the pool (SKU) its replicas run on
     python: str | None = None              # pythonInterpreter: the replica's interpreter (a built environment)
+    retry_after_send: bool = False         # openscore extension retryAfterSend: the service's run() is idempotent
 
     @property
     def gpus(self) -> int:
@@ -343,6 +344,7 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
     if instance_type is not None and not instance_type.strip():
         raise ConfigError(p("instanceType"), "must not be empty (name a pool, or leave the key out)")
     python = _str(d, "pythonInterpreter", path)
+    retry_after_send = _bool(d, "retryAfterSend", path)
     if python is not None and not Path(python).is_absolute():
         raise ConfigError(p("pythonInterpreter"), f"{python!r} must be an absolute path to a python interpreter")
     if python is not None and files_must_exist and not Path(python).is_file():
@@ -367,7 +369,8 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
         traffic_percentile=float(traffic or 0.0), is_default=bool(is_default),
         version_type=CONTROL if (vtype or "").lower() == "control" else TREATMENT, workers=workers or 1,
         replica_args=tuple(extra), resources=resources, gpu_cores=gpu_cores, liveness=liveness, namespace=ns,
-        image=image, instance_type=instance_type.strip() if instance_type else None, python=python)
+        image=image, instance_type=instance_type.strip() if instance_type else None, python=python,
+        retry_after_send=bool(retry_after_send))
 
 
 # ------------------------------------------------------------------------------------------ service parsing

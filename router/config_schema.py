@@ -107,6 +107,11 @@ class VersionConfig(InferenceConfig):
     instanceType: str | None = Field(None, description="the pool (SKU) the replicas run on")
     workers: int = Field(1, gt=0, description="openscore: worker processes per replica")
     replicaArgs: list[str] = Field(default_factory=list, description="openscore: extra `openscore serve` flags")
+    pythonInterpreter: str | None = Field(None, description="openscore: absolute path of the python the replicas "
+                                                            "run (a built environment's); default: the router's")
+    retryAfterSend: bool = Field(False, description="openscore: run() is idempotent, so a buffered request whose "
+                                                    "replica died after it was sent is sent again to another "
+                                                    "replica (default false: 502 replica_failed, never run twice)")
     tags: dict[str, str] | None = Field(None, description=_IGNORED)
     properties: dict[str, str] | None = Field(None, description=_IGNORED)
 

@@ -366,7 +366,7 @@ class Frontend:
             sent = time.perf_counter()
             try:
                 resp = await self._exchange(request, lease, vm, path, headers, body, h, queue_total,
-                                            spec.scoring_timeout_ms)
+                                            spec.scoring_timeout_ms, vr.key, spec.retry_after_send)
             except proxy.ConnectFailed as e:
                 lease.release()
                 log.warning("replica %s unreachable (%s); retrying elsewhere", b.id, e)
@@ -386,14 +386,17 @@ class Frontend:
 
     async def _exchange(self, request: BaseRequest, lease: Lease, vm: VersionMetrics, path: str,
                         headers: list[tuple[str, str]], body: Any, h: CIMultiDict[str],
-                        queue_s: float, lease_timeout_ms: int) -> web.StreamResponse:
+                        queue_s: float, lease_timeout_ms: int, version_key: tuple[str, str],
+                        retry_after_send: bool = False) -> web.StreamResponse:
         """One request on a held slot; the slot is released when the response body has been read."""
         b = lease.backend
         h["x-openscore-replica"] = b.id
         h["x-openscore-router-queue-wait-ms"] = f"{queue_s * 1000:.1f}"
         timeout_ms = lease_timeout_ms
         up: proxy.Upstream | None = None
-        replayable = request.method == "GET"
+        # a GET may be sent again; a POST only when the service declared run() idempotent (retryAfterSend)
+        # and its body was buffered (a streamed body was consumed by the first send)
+        replayable = request.method == "GET" or (retry_after_send and not isinstance(body, proxy.LimitedStream))
         try:
             try:
                 async with asyncio.timeout(timeout_ms / 1000.0):
@@ -420,13 +423,15 @@ class Frontend:
                 raise
             except proxy.UpstreamDisconnected as e:
                 # the request was sent and the replica may have run it: never again elsewhere (it would run
-                # twice), except a GET; a dead replica leaves routing at once either way
+                # twice), except a GET or a service that opted in (retryAfterSend). The replica leaves routing
+                # at once, before its slot is free (a dying one may still accept connections for a moment, and
+                # a POST sent to it then would fail too); its next probe, kicked now, puts it back if it lives
+                lease.pool.set_ready(b.id, False)
+                self.router.target.report_unreachable(b.id)
+                asyncio.get_running_loop().call_later(1.0, self.router._on_target_change, version_key)
                 dead = await proxy.is_dead(b.address)
-                if dead:
-                    lease.pool.set_ready(b.id, False)
-                    self.router.target.report_unreachable(b.id)
                 if replayable and dead and not isinstance(body, proxy.LimitedStream):
-                    raise proxy.ConnectFailed(f"replica died: {e!r}") from e
+                    raise proxy.ConnectFailed(f"replica died after the request was sent: {e!r}") from e
                 return self._replica_failed(b.id, vm, h, e)
             except Exception as e:
                 return self._replica_failed(b.id, vm, h, e)

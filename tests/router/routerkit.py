@@ -160,3 +160,65 @@ class RouterStarter:
         return leftovers
 
 
+
+
+# ---------------------------------------------------------------------- helpers for the security tests
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed replica may wait, unreaped, for its new parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group: a replica's supervisor and its workers."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(d.name))
+    return out
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """A bounded wait: True as soon as predicate() is true, False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def restart_on(starter: RouterStarter, previous: RouterProcess, services: dict[str, Any], *extra: str,
+               wait: bool = True, timeout: float = 30.0) -> RouterProcess:
+    """A new router on `previous`'s workspace (as after a crash or an upgrade), tracked by `starter`."""
+    r = RouterProcess(previous.workspace, services, list(extra))
+    starter.started.append(r)
+    if wait:
+        r.wait_ready(None, timeout=timeout)
+        for name in services:
+            r.wait_ready(name, timeout=timeout)
+    return r
+
+
+def hand_edit(workspace: Path, kind: str, name: str, content: bytes) -> int:
+    """Replace a stored object's file with `content` the way another writer on the same workspace does
+    (the file, then a journal line the watchers follow); returns the journal revision used."""
+    store = workspace / "store"
+    folder = "secrets" if kind in ("service-keys", "signing-keys") else "objects"
+    journal = store / "journal"
+    lines = [json.loads(x) for x in journal.read_text().splitlines() if x.strip().startswith("{")]
+    rev = max(int(x["rev"]) for x in lines) + 1
+    path = store / folder / kind / f"{name}.json"
+    path.write_bytes(content.replace(b"@REV@", str(rev).encode()))
+    with open(journal, "a") as f:
+        f.write(json.dumps({"rev": rev, "kind": kind, "name": name, "op": "put"}) + "\n")
+    return rev

@@ -218,3 +218,24 @@ def test_deploymentconfig_schema_names_azures_keys():
     liveness = schema["$defs"]["LivenessProbeRequirements"]["properties"]
     assert liveness["initialDelaySeconds"]["default"] == 310
     assert "services" in deploymentconfig_schema(services_file=True)["properties"]
+
+
+def test_openscore_extension_keys_are_known_and_checked():
+    """pythonInterpreter and retryAfterSend are openscore's own keys: in the schema, never warned about, and
+    typed (retryAfterSend is off unless it is literally true)."""
+    from openscore.router.config import config_warnings
+    from openscore.router.config_schema import deploymentconfig_schema
+    doc = cfg(pythonInterpreter="/opt/env/bin/python", retryAfterSend=True)
+    assert config_warnings({"services": {"svc-a": doc}}, "f.yml") == []
+    ep = {"computeType": "aksendpoint",
+          "versions": {"v1": {"entryScript": "s.py", "retryAfterSend": True, "pythonInterpreter": "/x/py"}}}
+    assert config_warnings({"services": {"svc-a": ep}}, "f.yml") == []
+    props = deploymentconfig_schema()["properties"]
+    assert props["retryAfterSend"]["default"] is False and "idempotent" in props["retryAfterSend"]["description"]
+    assert "python" in props["pythonInterpreter"]["description"]
+    spec = parse_service("svc-a", doc, "/app")
+    assert spec.versions["svc-a"].retry_after_send is True and spec.versions["svc-a"].python == "/opt/env/bin/python"
+    assert parse_service("svc-a", cfg(), "/app").versions["svc-a"].retry_after_send is False
+    for bad in ("true", 1, "yes"):
+        assert err(cfg(retryAfterSend=bad)).key == "services.svc-a.retryAfterSend"
+    assert err(cfg(pythonInterpreter="bin/python")).key == "services.svc-a.pythonInterpreter"
