@@ -489,10 +489,13 @@ def add_image_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _image(args: argparse.Namespace) -> int:
+    """Images arrive with openscore.images; until it is wired here, say so and what works instead."""
     try:
         import openscore.images  # noqa: F401
     except ImportError:
-        raise DeployError("container images need the images library (openscore.images), which is not installed "
-                          "in this openscore; the local target runs services without images") from None
+        raise DeployError(f"`openscore image {args.verb}` needs container image support (openscore.images), "
+                          "which this openscore does not include; services need no image on the local target: "
+                          "deploy with `openscore model deploy`") from None
     raise DeployError(f"`openscore image {args.verb}` is not connected to openscore.images in this version; "
-                      "build images with the images library directly")
+                      "build images with the images library directly, or deploy without one on the local target "
+                      "(`openscore model deploy`)")
