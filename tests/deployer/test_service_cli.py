@@ -112,6 +112,24 @@ def test_a_deploymentconfig_with_conflicting_keys_is_refused_with_azures_rule(si
     refused(site, *deploy("--dc", "minmax.json"), words=("minReplicas", "maxReplicas"))
 
 
+def test_an_update_with_conflicting_keys_or_a_bad_file_changes_nothing(site):
+    folder = site["folder"]
+    kit.write_json(folder / "conflict_update.json", {"computeType": "aks", "numReplicas": 2,
+                                                     "autoScaler": {"autoscaleEnabled": True}})
+    refused(site, "service", "update", "-n", SERVICE, "--dc", "conflict_update.json",
+            words=("numReplicas", "autoscale"))
+    refused(site, "service", "update", "-n", SERVICE, "-m", "mymodel:9", words=("mymodel", "9"))
+    refused(site, "service", "update", "-n", "nosuch", "--description", "x", words=("nosuch",))
+
+
+def test_registering_an_environment_with_a_conda_only_package_is_named(site):
+    kit.write_json(site["folder"] / "condaenv.json", {"name": "condaenv", "python": {"condaDependencies": {
+        "dependencies": ["python=3.11", "cudatoolkit=11.8"]}}})
+    refused(site, "environment", "register", "-f", "condaenv.json", words=("cudatoolkit",))
+    (site["folder"] / "notenv.json").write_text("[[[")
+    refused(site, "environment", "register", "-f", "notenv.json", words=("notenv.json",))
+
+
 def test_a_config_file_neither_json_nor_yaml_is_named(site):
     folder = site["folder"]
     (folder / "garbage.json").write_text("{computeType: [aks\n  : : :\n\t}")
