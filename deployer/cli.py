@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from openscore.deployer.errors import DeployError
 from openscore.deployer.output import FORMATS, emit
@@ -27,6 +27,14 @@ ENV_COLUMNS = ("name", "version", "hash", "packages")
 
 
 # ====================================================================== shared plumbing
+class _VerbParser(argparse.ArgumentParser):
+    """A verb's flags: a usage mistake (an unknown --output, a missing -n) is bad input like any other, so it
+    is one line and exit 1, not argparse's usage text and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _common(p: argparse.ArgumentParser, *, output: bool = False) -> None:
     p.add_argument("-w", "--workspace", "--workspace-name", dest="workspace",
                    help="the workspace folder (default: $OPENSCORE_WORKSPACE, the one a config.json names, "
@@ -148,7 +156,7 @@ def _deploy_flags(p: argparse.ArgumentParser, *, update: bool = False) -> None:
 # ====================================================================== model
 def add_model_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("model", help="register, list, download and deploy models (az ml model)")
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_VerbParser)
 
     r = sub.add_parser("register", help="register a file or folder as the next version of a model")
     r.add_argument("-n", "--name", required=True)
@@ -271,7 +279,7 @@ def _model_deploy(args: argparse.Namespace) -> int:
 # ====================================================================== service
 def add_service_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("service", help="deployed services: show, logs, keys, run, update (az ml service)")
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_VerbParser)
 
     def verb(name: str, helptext: str, fn: Callable[[argparse.Namespace], int], *, output: bool = False,
              named: bool = True) -> argparse.ArgumentParser:
@@ -415,7 +423,7 @@ def _service_version(args: argparse.Namespace) -> int:
 # ====================================================================== environment
 def add_environment_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("environment", help="register and list environments (az ml environment)")
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_VerbParser)
     r = sub.add_parser("register", help="register an Environment definition (Azure's JSON)")
     r.add_argument("-d", "--directory", help="a folder holding azureml_environment.json (az ml's layout)")
     r.add_argument("-f", "--file", help="an Environment JSON or YAML file")
@@ -471,7 +479,7 @@ def _env_show(args: argparse.Namespace) -> int:
 # ====================================================================== image
 def add_image_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("image", help="container images of deployments (needs openscore.images)")
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_VerbParser)
     for verb in ("build", "list"):
         q = sub.add_parser(verb, help=f"{verb} images (the images library)")
         q.add_argument("-n", "--name")
@@ -481,10 +489,13 @@ def add_image_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _image(args: argparse.Namespace) -> int:
+    """Images arrive with openscore.images; until it is wired here, say so and what works instead."""
     try:
         import openscore.images  # noqa: F401
     except ImportError:
-        raise DeployError("container images need the images library (openscore.images), which is not installed "
-                          "in this openscore; the local target runs services without images") from None
+        raise DeployError(f"`openscore image {args.verb}` needs container image support (openscore.images), "
+                          "which this openscore does not include; services need no image on the local target: "
+                          "deploy with `openscore model deploy`") from None
     raise DeployError(f"`openscore image {args.verb}` is not connected to openscore.images in this version; "
-                      "build images with the images library directly")
+                      "build images with the images library directly, or deploy without one on the local target "
+                      "(`openscore model deploy`)")

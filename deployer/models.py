@@ -2,7 +2,8 @@
 `Model` have them.
 
 A model is a file or a folder registered under a name; each registration is the next version (1, 2, 3...)
-of that name and never changes afterwards (tags and description may, as in Azure). The bytes live in the
+of that name and never changes afterwards (tags and description may, as in Azure); a deleted version's number
+is not given out again. The bytes live in the
 artifact store by content hash; a row here names the blob and the original basename, which is what the
 model is laid out as at deploy time (`azureml-models/<name>/<version>/<basename>`).
 """
@@ -93,8 +94,11 @@ class ModelRegistry:
         with self.ws.transaction() as db:  # the lock makes max()+1 safe against a concurrent register
             if not self.artifacts.exists(digest):  # a delete of the last other user removed it meanwhile
                 digest, size = self._store(src)
-            version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                                 (name,)).fetchone()[0]
+            version = db.execute("SELECT MAX(COALESCE((SELECT MAX(version) FROM models WHERE name = ?), 0), "
+                                 "COALESCE((SELECT last_version FROM model_names WHERE name = ?), 0)) + 1",
+                                 (name, name)).fetchone()[0]
+            db.execute("INSERT INTO model_names(name, last_version) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                       "SET last_version = excluded.last_version", (name, version))
             db.execute("INSERT INTO models (name, version, digest, file_name, is_dir, size, tags, properties,"
                        " description, model_framework, model_framework_version, created)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

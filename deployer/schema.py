@@ -72,6 +72,15 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 3: the highest version each model name was ever given, so a deleted version's number is never given to
+    # other bytes (a NAME:VERSION someone wrote down keeps meaning what it meant, or nothing).
+    """
+    CREATE TABLE model_names (
+        name TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    );
+    INSERT INTO model_names(name, last_version) SELECT name, MAX(version) FROM models GROUP BY name;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -2,7 +2,7 @@
 
     <root>/workspace.db        SQLite (WAL): models, environments, services, operations (schema.py)
     <root>/artifacts/sha256/   content-addressed blobs (artifacts.py)
-    <root>/envs/<hash>/        built virtual environments (env_builder.py)
+    <root>/envs/<hash>-<build>/, <hash>.current   built virtual environments (env_builder.py)
     <root>/deployments/, router/, router.json   the lifecycle's (lifecycle.py, local_router.py)
 
 The database and folders are store.Store's; this module adds how a workspace is found (as azureml's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +104,11 @@ def test_registering_a_conda_only_environment_is_refused(ws):
 
 
 # --------------------------------------------------------------------------------------------- builder
+def builder_leftovers(ws, defn) -> list[str]:
+    envs = ws.envs_dir
+    return sorted(p.name for p in envs.iterdir() if p.name.startswith(defn.hash)) if envs.is_dir() else []
+
+
 def test_no_packages_or_user_managed_use_an_existing_interpreter(ws):
     builder = LocalEnvironmentBuilder(ws)
     assert builder.ensure(env(["python=3.11", {"pip": ["azureml-defaults"]}]), log=lambda _: None) == sys.executable
@@ -138,11 +144,14 @@ def test_a_venv_is_built_once_per_hash_reused_and_rebuilt_on_request(ws):
     cached = time.monotonic() - t0
     assert not any("building" in line for line in lines)
 
-    marker = (ws.envs_dir / defn.hash / MARKER).read_text()
+    marker = (Path(python).parents[1] / MARKER).read_text()
     t0 = time.monotonic()
-    assert builder.ensure(defn, rebuild=True, log=lines.append) == python
+    again = builder.ensure(defn, rebuild=True, log=lines.append)
     rebuilt = time.monotonic() - t0
-    assert (ws.envs_dir / defn.hash / MARKER).read_text() != marker
+    assert again != python and again.startswith(str(ws.envs_dir / defn.hash))
+    assert (Path(again).parents[1] / MARKER).read_text() != marker
+    assert not Path(python).parents[1].exists()  # nothing ran from the old build: removed
+    assert builder.ensure(renamed, log=lambda _: None) == again
     print(f"environment build: cold {cold:.2f} s, cached {cached * 1000:.2f} ms, --rebuild {rebuilt:.2f} s")
 
 
@@ -150,8 +159,34 @@ def test_a_venv_is_built_once_per_hash_reused_and_rebuilt_on_request(ws):
 def test_a_half_built_env_is_built_again(ws, write):
     defn = env([{"pip": ["six"]}])
     write(ws.envs_dir / defn.hash / "bin" / "python", "")  # what a killed build leaves: no marker
+    write(ws.envs_dir / f"{defn.hash}-killed0" / "bin" / "python", "")
     python = LocalEnvironmentBuilder(ws).ensure(defn, log=lambda _: None)
     subprocess.run([python, "-c", "import six"], check=True)
+    assert not (ws.envs_dir / defn.hash).exists() and not (ws.envs_dir / f"{defn.hash}-killed0").exists()
+
+
+@pytest.mark.slow
+def test_a_rebuild_never_pulls_the_files_from_under_a_running_interpreter(ws):
+    """--rebuild builds beside the current build and switches to it by a rename: a process running from the
+    old build keeps its files (and is what keeps it), the next user gets the new one; once nothing runs from
+    the old build, the next build of the hash removes it."""
+    builder = LocalEnvironmentBuilder(ws)
+    defn = env([{"pip": ["six"]}])
+    old = builder.ensure(defn, log=lambda _: None)
+    running = subprocess.Popen([old, "-c", "import sys, time; sys.stdin.readline(); import six; print(six.__file__)"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        new = builder.ensure(defn, rebuild=True, log=lambda _: None)
+        assert new != old and builder.current(defn) == Path(new).parents[1]
+        assert Path(old).exists()
+        out, _ = running.communicate("go\n", timeout=60)  # imports six only now, after the rebuild
+        assert running.returncode == 0 and out.startswith(str(Path(old).parents[1]))
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    newest = builder.ensure(defn, rebuild=True, log=lambda _: None)
+    assert not Path(old).parents[1].exists() and not Path(new).parents[1].exists() and Path(newest).exists()
 
 
 @pytest.mark.slow
@@ -162,7 +197,7 @@ def test_a_failed_pip_install_leaves_nothing_and_says_why(ws):
     text = str(info.value)
     assert "pip install failed" in text and "openscore-no-such-package-anywhere" in text
     assert "No matching distribution" in text or "Could not find a version" in text  # pip's own last lines
-    assert not (ws.envs_dir / defn.hash).exists()
+    assert builder_leftovers(ws, defn) == []
 
 
 @pytest.mark.slow

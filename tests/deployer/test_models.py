@@ -4,6 +4,7 @@ properties, download, delete, and registration from several processes at once.""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -40,6 +41,24 @@ def test_each_registration_of_a_name_is_its_next_version(ws, model_file):
     assert [r.id for r in ws.models.list()] == ["m:1", "m:2", "m:3", "other:1"]
     assert [r.id for r in ws.models.list(latest=True)] == ["m:3", "other:1"]
     assert [r.id for r in ws.models.list("other")] == ["other:1"]
+
+
+def test_a_deleted_versions_number_is_not_given_out_again(ws, model_file, tmp_path):
+    assert [ws.models.register("m", model_file).version for _ in range(2)] == [1, 2]
+    ws.models.delete("m", 2)
+    assert ws.models.register("m", model_file).version == 3
+    ws.models.delete("m", 1)
+    ws.models.delete("m", 3)
+    assert ws.models.register("m", model_file).version == 4
+    # a workspace from before the table was added starts from its highest stored version
+    old = tmp_path / "old"
+    conn = sqlite3.connect(Workspace(old).root / "workspace.db", isolation_level=None)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("DROP TABLE model_names")
+    conn.execute("INSERT INTO models (name, version, digest, file_name, is_dir, size, created) "
+                 "VALUES ('m', 5, ?, 'model.pkl', 0, 3, 0)", ("a" * 64,))
+    conn.close()
+    assert Workspace(old).db().execute("SELECT last_version FROM model_names WHERE name = 'm'").fetchone()[0] == 5
 
 
 def test_the_same_bytes_are_stored_once(ws, model_file, tmp_path, write):

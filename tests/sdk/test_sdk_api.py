@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,17 +62,30 @@ def test_from_config_without_config_json_is_azures_error(tmp_path):
 
 
 def test_a_read_only_workspace_folder_is_named(tmp_path):
+    """In a fresh interpreter; as root, without the capabilities that let root ignore the folder's mode."""
     folder = tmp_path / "ro"
     folder.mkdir()
     (tmp_path / "config.json").write_text(json.dumps({"workspace_name": "w", "openscoreWorkspace": "ro"}))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: file modes cannot be made to apply")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+    code = ("from openscore.sdk import Workspace, WebserviceException\n"
+            "try:\n"
+            f"    Workspace.from_config({str(tmp_path)!r})\n"
+            "except WebserviceException as e:\n"
+            "    print('refused:', e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENSCORE_WORKSPACE"}
     folder.chmod(0o555)
     try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(WebserviceException, match=f"workspace {folder} is not writable"):
-            Workspace.from_config(str(tmp_path))
+        r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env=env, check=False)
     finally:
         folder.chmod(0o755)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("refused:") and f"workspace {folder} is not writable" in r.stdout, r.stdout
+    assert list(folder.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------------------- models
