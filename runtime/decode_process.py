@@ -1,0 +1,94 @@
+"""Large no-code /score bodies decoded in a helper process, so the worker's event loop keeps answering.
+
+A thread is not enough: `orjson.loads` of an 85 MB JSON tensor and numpy's conversion of its nested lists are
+each one C call that holds the GIL for seconds (the Python objects they make, and later free, too), so an
+event loop on another thread of the same process stalls for all of it, health checks included. The helper
+process parses the JSON, converts it to the model's arrays and sends back only the arrays (a memory copy to
+unpickle). It is spawned (not forked: the worker has threads) on the first large body, holds one decode at a
+time, dies with its worker (PR_SET_PDEATHSIG) and is replaced if it dies (a body too large for memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import orjson
+
+log = logging.getLogger("openscore.worker")
+
+
+class DecodeFailed(RuntimeError):
+    """The helper process died while decoding (killed, or out of memory)."""
+
+
+class DecodeProcess:
+    """One lazily spawned helper process per worker for GIL-holding decodes of large bodies."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def nocode_inputs(self, body: bytes, names: list[str], usage: str, specs: list[tuple[str, str, tuple]],
+                            batchable: bool) -> tuple:
+        """`decode_nocode(...)` in the helper process. Raises DecodeFailed when the process dies."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_child_init, initargs=(os.getpid(),))
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, decode_nocode, body, names, usage, specs, batchable)
+        except BrokenProcessPool:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False, cancel_futures=True)
+            log.error("the decode process died while decoding a %d-byte /score body; it is replaced", len(body))
+            raise DecodeFailed("the decode process died while decoding the request body") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _child_init(parent_pid: int) -> None:
+    """In the helper: die with the worker, and leave Ctrl-C and SIGTERM handling to it (it closes the pool)."""
+    from openscore.runtime.parent_death import die_with_parent
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decode_nocode(body: bytes, names: list[str], usage: str, specs: list[tuple[str, str, tuple]],
+                  batchable: bool) -> tuple:
+    """A no-code body -> ("ok", tensors), ("invalid", message) for inputs the model refuses (a model failure
+    in its metrics), or ("error", message) for a body that is not the no-code format: both answered 400.
+
+    `specs` are the model inputs' (name, dtype, shape): plain values, so the helper needs no model."""
+    import numpy as np
+
+    from openscore.accelerators.backend import TensorSpec
+    from openscore.accelerators.tensors import batch_rows, normalize
+
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return ("error", f"The request body is not valid JSON: {e}")
+    if not isinstance(doc, dict):
+        return ("error", usage)
+    if "data" in doc and (len(doc) == 1 or "data" not in names):
+        inputs = doc["data"]
+    elif doc and all(k in names for k in doc):
+        inputs = doc
+    else:
+        return ("error", usage)
+    try:
+        tensors = normalize(inputs, [TensorSpec(n, np.dtype(d), s) for n, d, s in specs])
+        if batchable:
+            batch_rows(tensors)
+    except ValueError as e:
+        return ("invalid", f"Invalid input: {e}")
+    return ("ok", tensors)
