@@ -23,7 +23,7 @@ import orjson
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
 from openscore.accelerators import metrics as model_metrics
 from openscore.runtime import metrics
-from openscore.runtime.decode_process import DecodeFailed, DecodeProcess
+from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.input_decoding import InputError, run_arguments
@@ -99,7 +99,7 @@ class DataPlane:
         self.collector = collector
         self.nocode = False  # /score answered by the registry's one model instead of an entry script's run()
         self._ids = _RequestIdSource()
-        self.decoder = DecodeProcess()  # large no-code bodies: spawned on the first one
+        self.decoder = DecodeProcess()  # large no-code and V2 bodies: spawned on the first one
 
     @property
     def script(self) -> Any:
@@ -227,9 +227,9 @@ class DataPlane:
         large = len(req.body) > OFFLOAD_DECODE_BYTES
         if large:  # the JSON and its lists -> arrays in the decode process: they hold the GIL for seconds
             try:
-                outcome = await self.decoder.nocode_inputs(
-                    req.body, names, usage, [(t.name, np.dtype(t.dtype).str, t.shape) for t in model.inputs],
-                    model.batchable)
+                outcome = await self.decoder.call(
+                    decode_nocode, req.body, names, usage,
+                    [(t.name, np.dtype(t.dtype).str, t.shape) for t in model.inputs], model.batchable)
             except DecodeFailed as e:
                 return message_result(500, f"{e}; it is restarted")
             if outcome[0] != "ok":

@@ -1,11 +1,13 @@
-"""Large no-code /score bodies decoded in a helper process, so the worker's event loop keeps answering.
+"""Large no-code /score and V2 infer bodies decoded in a helper process, so the worker's event loop keeps
+answering.
 
 A thread is not enough: `orjson.loads` of an 85 MB JSON tensor and numpy's conversion of its nested lists are
 each one C call that holds the GIL for seconds (the Python objects they make, and later free, too), so an
 event loop on another thread of the same process stalls for all of it, health checks included. The helper
 process parses the JSON, converts it to the model's arrays and sends back only the arrays (a memory copy to
-unpickle). It is spawned (not forked: the worker has threads) on the first large body, holds one decode at a
-time, dies with its worker (PR_SET_PDEATHSIG) and is replaced if it dies (a body too large for memory).
+unpickle; a V2 BYTES tensor's strings are still objects to rebuild, in the executor's thread). It is spawned
+(not forked: the worker has threads) on the first large body, holds one decode at a time, dies with its worker
+(PR_SET_PDEATHSIG) and is replaced if it dies (a body too large for memory).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 import orjson
 
 log = logging.getLogger("openscore.worker")
+T = TypeVar("T")
 
 
 class DecodeFailed(RuntimeError):
@@ -33,19 +38,20 @@ class DecodeProcess:
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
 
-    async def nocode_inputs(self, body: bytes, names: list[str], usage: str, specs: list[tuple[str, str, tuple]],
-                            batchable: bool) -> tuple:
-        """`decode_nocode(...)` in the helper process. Raises DecodeFailed when the process dies."""
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the helper process (`fn` a module-level function; what it raises is raised here).
+        Raises DecodeFailed when the process dies."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_child_init, initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, decode_nocode, body, names, usage, specs, batchable)
+            return await loop.run_in_executor(self._pool, fn, *args)
         except BrokenProcessPool:
             pool, self._pool = self._pool, None
             pool.shutdown(wait=False, cancel_futures=True)
-            log.error("the decode process died while decoding a %d-byte /score body; it is replaced", len(body))
+            size = sum(len(a) for a in args if isinstance(a, bytes))
+            log.error("the decode process died while decoding a %d-byte request body; it is replaced", size)
             raise DecodeFailed("the decode process died while decoding the request body") from None
 
     def close(self) -> None:
