@@ -17,13 +17,12 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
 from openscore.accelerators import metrics as model_metrics
 from openscore.runtime import metrics
-from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode
+from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode, input_specs
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.input_decoding import InputError, run_arguments
@@ -228,8 +227,7 @@ class DataPlane:
         if large:  # the JSON and its lists -> arrays in the decode process: they hold the GIL for seconds
             try:
                 outcome = await self.decoder.call(
-                    decode_nocode, req.body, names, usage,
-                    [(t.name, np.dtype(t.dtype).str, t.shape) for t in model.inputs], model.batchable)
+                    decode_nocode, req.body, names, usage, input_specs(model), model.batchable)
             except DecodeFailed as e:
                 return message_result(500, f"{e}; it is restarted")
             if outcome[0] != "ok":

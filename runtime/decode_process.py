@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 
 log = logging.getLogger("openscore.worker")
@@ -41,23 +42,38 @@ class DecodeProcess:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the helper process (`fn` a module-level function; what it raises is raised here).
         Raises DecodeFailed when the process dies."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_child_init, initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, fn, *args)
+            fut = loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:  # it died while idle: a fresh one takes this body
+            self._discard()
+            fut = loop.run_in_executor(self._executor(), fn, *args)
+        try:
+            return await fut
         except BrokenProcessPool:
-            pool, self._pool = self._pool, None
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._discard()
             size = sum(len(a) for a in args if isinstance(a, bytes))
             log.error("the decode process died while decoding a %d-byte request body; it is replaced", size)
             raise DecodeFailed("the decode process died while decoding the request body") from None
 
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_child_init, initargs=(os.getpid(),))
+        return self._pool
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._discard()
+
+
+def input_specs(model: Any) -> list[tuple[str, str, tuple]]:
+    """A model's inputs as (name, dtype, shape) plain values: what the helper needs of the model."""
+    return [(t.name, np.dtype(t.dtype).str, t.shape) for t in model.inputs]
 
 
 def _child_init(parent_pid: int) -> None:
@@ -74,8 +90,6 @@ def decode_nocode(body: bytes, names: list[str], usage: str, specs: list[tuple[s
     in its metrics), or ("error", message) for a body that is not the no-code format: both answered 400.
 
     `specs` are the model inputs' (name, dtype, shape): plain values, so the helper needs no model."""
-    import numpy as np
-
     from openscore.accelerators.backend import TensorSpec
     from openscore.accelerators.tensors import batch_rows, normalize
 
@@ -98,3 +112,23 @@ def decode_nocode(body: bytes, names: list[str], usage: str, specs: list[tuple[s
     except ValueError as e:
         return ("invalid", f"Invalid input: {e}")
     return ("ok", tensors)
+
+
+def decode_v2(body: bytes, header_length: int | None, specs: list[tuple[str, str, tuple]] | None) -> Any:
+    """A V2 infer body -> its InferRequest (raises V2Error). With the model's input `specs`, the datatypes are
+    checked here too, so a tensor the model would refuse (a 95 MB BYTES one for an FP32 input) is answered 400
+    without its millions of objects being sent back to the worker."""
+    from openscore.accelerators.backend import TensorSpec
+    from openscore.accelerators.v2_codec import check_input_types, decode_infer_request
+
+    req = decode_infer_request(body, header_length)
+    if specs is not None:
+        check_input_types(_Inputs([TensorSpec(n, np.dtype(d), s) for n, d, s in specs]), req.inputs)
+    return req
+
+
+class _Inputs:
+    """What check_input_types reads of a model."""
+
+    def __init__(self, inputs: list) -> None:
+        self.inputs = inputs

@@ -296,6 +296,26 @@ def test_the_decode_process_dies_with_its_worker(serve, mlp_model):
     assert not any(_alive(p) for p in helpers), "the decode process outlived its SIGKILLed worker"
 
 
+@pytest.mark.slow
+def test_a_decode_process_that_dies_is_replaced_and_the_worker_keeps_serving(serve, mlp_model):
+    server = serve(None, "--model", str(mlp_model), "--max-body-bytes", str(200 << 20))
+    body = json.dumps({"data": [[0.5] * 64] * 5_000}).encode()
+    assert _score(server, body).status_code == 200
+    worker = _worker_pids(server)[0]
+    killed = 0
+    for pid in Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not multiprocessing's resource tracker
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    assert killed == 1
+    r = _score(server, body)  # a fresh decode process, or (if its death was not yet seen) a clear 500
+    assert r.status_code == 200 or (r.status_code == 500 and "decode process died" in r.json()["message"]), r.text
+    r = _score(server, body)
+    assert r.status_code == 200 and len(r.json()["y"]) == 5_000
+    assert _worker_pids(server) == [worker]  # the same worker throughout
+    assert "Traceback" not in server.log()
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
