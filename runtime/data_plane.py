@@ -22,7 +22,7 @@ import orjson
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
 from openscore.accelerators import metrics as model_metrics
 from openscore.runtime import metrics
-from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode, input_specs
+from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode, input_specs, nocode_document
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.input_decoding import InputError, run_arguments
@@ -236,9 +236,9 @@ class DataPlane:
                 return message_result(400, outcome[1])
             inputs = outcome[1]
         else:
-            inputs = _nocode_inputs(req.body, names, usage)
-            if isinstance(inputs, ScoreResult):
-                return inputs
+            kind, inputs = nocode_document(req.body, names, usage)  # the model validates them
+            if kind != "ok":
+                return message_result(400, inputs)
         # a large request does not run inline on the loop thread, however fast the model's small calls were
         result = await self.infer(model.name, None, inputs, request_id, inline=not large)
         if result.outputs is None:
@@ -335,23 +335,6 @@ def _outputs_json(outputs: dict[str, Any], rows: int) -> bytes:
         return b"{" + b",".join(parts) + b"}"
     except orjson.JSONEncodeError:  # e.g. a non-contiguous or object array: the slower, general way
         return orjson.dumps({k: v.tolist() for k, v in outputs.items()})
-
-
-def _nocode_inputs(body: bytes, names: list[str], usage: str) -> Any:
-    """A small no-code /score body's inputs (the model validates them), or the 400 to answer."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        return message_result(400, f"The request body is not valid JSON: {e}")
-    if not isinstance(doc, dict):
-        return message_result(400, usage)
-    if "data" in doc and (len(doc) == 1 or "data" not in names):
-        inputs = doc["data"]
-    elif doc and all(k in names for k in doc):
-        inputs = doc
-    else:
-        return message_result(400, usage)
-    return inputs
 
 
 @types.coroutine

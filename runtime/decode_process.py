@@ -84,6 +84,21 @@ def _child_init(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def nocode_document(body: bytes, names: list[str], usage: str) -> tuple[str, Any]:
+    """A no-code body's inputs as sent: ("ok", inputs), or ("error", the 400's message)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return ("error", f"The request body is not valid JSON: {e}")
+    if not isinstance(doc, dict):
+        return ("error", usage)
+    if "data" in doc and (len(doc) == 1 or "data" not in names):
+        return ("ok", doc["data"])
+    if doc and all(k in names for k in doc):
+        return ("ok", doc)
+    return ("error", usage)
+
+
 def decode_nocode(body: bytes, names: list[str], usage: str, specs: list[tuple[str, str, tuple]],
                   batchable: bool) -> tuple:
     """A no-code body -> ("ok", tensors), ("invalid", message) for inputs the model refuses (a model failure
@@ -93,18 +108,9 @@ def decode_nocode(body: bytes, names: list[str], usage: str, specs: list[tuple[s
     from openscore.accelerators.backend import TensorSpec
     from openscore.accelerators.tensors import batch_rows, normalize
 
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        return ("error", f"The request body is not valid JSON: {e}")
-    if not isinstance(doc, dict):
-        return ("error", usage)
-    if "data" in doc and (len(doc) == 1 or "data" not in names):
-        inputs = doc["data"]
-    elif doc and all(k in names for k in doc):
-        inputs = doc
-    else:
-        return ("error", usage)
+    kind, inputs = nocode_document(body, names, usage)
+    if kind != "ok":
+        return (kind, inputs)
     try:
         tensors = normalize(inputs, [TensorSpec(n, np.dtype(d), s) for n, d, s in specs])
         if batchable:
