@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -133,6 +134,13 @@ def main() -> None:
                     help="run the server from this checkout (repeat to compare trees; default: as installed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-large-body-"))
+    try:
+        _run(args.tree, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(trees: list[Path], tmp: Path) -> None:
     model = save(mlp(in_features=64, hidden=16, layers=1, classes=4), tmp / "mlp.onnx")
     js = {"Content-Type": "application/json"}
     n = 95_000_000 // 14
@@ -143,7 +151,7 @@ def main() -> None:
              ("gzip bomb (1 GiB inflated)", "/score", _bomb(1 << 30), {**js, "Content-Encoding": "gzip"})]
     del v2
     results: dict[str, list[dict]] = {}
-    for i, tree in enumerate(args.tree or [None]):
+    for i, tree in enumerate(trees or [None]):
         label = str(tree) if tree else "installed"
         print(f"== {label}", flush=True)
         pythonpath = _tree_path(tree, tmp / f"tree{i}") if tree else None
