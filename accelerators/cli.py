@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from .devices import inventory
-
 
 def _gib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**30:.1f} GiB"
@@ -27,6 +25,8 @@ def format_inventory(inv: dict) -> str:
 
 
 def run_devices(args: argparse.Namespace) -> int:
+    from .devices import inventory  # only when the command runs: `openscore --help` stays cheap
+
     inv = inventory()
     print(json.dumps(inv, indent=2) if getattr(args, "json", False) else format_inventory(inv))
     return 0

@@ -21,8 +21,8 @@ import orjson
 
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
 from openscore.accelerators import metrics as model_metrics
-from openscore.accelerators.tensors import batch_rows, normalize
 from openscore.runtime import metrics
+from openscore.runtime.decode_process import DecodeFailed, DecodeProcess, decode_nocode, input_specs, nocode_document
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.input_decoding import InputError, run_arguments
@@ -98,6 +98,7 @@ class DataPlane:
         self.collector = collector
         self.nocode = False  # /score answered by the registry's one model instead of an entry script's run()
         self._ids = _RequestIdSource()
+        self.decoder = DecodeProcess()  # large no-code and V2 bodies: spawned on the first one
 
     @property
     def script(self) -> Any:
@@ -222,21 +223,30 @@ class DataPlane:
                  f'object of input name -> list) or {{"<input name>": list, ...}} (inputs: {", ".join(names)}).')
         if req.method != "POST":
             return message_result(400, usage)
-        if len(req.body) > OFFLOAD_DECODE_BYTES:  # the JSON and its lists -> arrays, off the event loop
-            inputs = await asyncio.to_thread(_nocode_inputs, req.body, names, usage, model)
+        large = len(req.body) > OFFLOAD_DECODE_BYTES
+        if large:  # the JSON and its lists -> arrays in the decode process: they hold the GIL for seconds
+            try:
+                outcome = await self.decoder.call(
+                    decode_nocode, req.body, names, usage, input_specs(model), model.batchable)
+            except DecodeFailed as e:
+                return message_result(500, f"{e}; it is restarted")
+            if outcome[0] != "ok":
+                if outcome[0] == "invalid" and model.metrics:
+                    model.metrics.failure("invalid_input")
+                return message_result(400, outcome[1])
+            inputs = outcome[1]
         else:
-            inputs = _nocode_inputs(req.body, names, usage, None)
-        if isinstance(inputs, ScoreResult):
-            if isinstance(inputs, _InvalidInput) and model.metrics:
-                model.metrics.failure("invalid_input")
-            return inputs
-        result = await self.infer(model.name, None, inputs, request_id)
+            kind, inputs = nocode_document(req.body, names, usage)  # the model validates them
+            if kind != "ok":
+                return message_result(400, inputs)
+        # a large request does not run inline on the loop thread, however fast the model's small calls were
+        result = await self.infer(model.name, None, inputs, request_id, inline=not large)
         if result.outputs is None:
             return result
-        try:
-            body = orjson.dumps(result.outputs, option=orjson.OPT_SERIALIZE_NUMPY)
-        except orjson.JSONEncodeError:  # e.g. a non-contiguous or object array: the slower, general way
-            body = orjson.dumps({k: v.tolist() for k, v in result.outputs.items()})
+        if large:  # serialised in slices on a thread, so the loop gets the GIL between them
+            body = await asyncio.to_thread(_outputs_json, result.outputs, 8192)
+        else:
+            body = _outputs_json(result.outputs, 0)
         result.headers, result.body, result.outputs = [("Content-Type", JSON_CONTENT_TYPE)], body, None
         return result
 
@@ -246,10 +256,11 @@ class DataPlane:
         return self.registry.get(name, version)
 
     async def infer(self, name: str, version: str | None, inputs: Any, request_id: str, *,
-                    check: Any = None) -> ScoreResult:
+                    check: Any = None, inline: bool = True) -> ScoreResult:
         """One inference on a registered model: outputs by name in `result.outputs`, or an error result.
 
-        `check(model, inputs)` validates protocol-level typing once the model is known (raises ValueError)."""
+        `check(model, inputs)` validates protocol-level typing once the model is known (raises ValueError).
+        `inline=False` never runs the model on the loop thread (a large request of a model fast on small ones)."""
         if not self.init_state.ready:
             refused = await self._wait_init()
             if refused is not None:
@@ -267,13 +278,13 @@ class DataPlane:
         if isinstance(got, ScoreResult):
             return got
         try:
-            result = await self._predict(model, inputs)
+            result = await self._predict(model, inputs, inline)
         finally:
             self.gate.release()
         result.queue_wait_ms = got * 1000
         return result
 
-    async def _predict(self, model: Any, inputs: Any) -> ScoreResult:
+    async def _predict(self, model: Any, inputs: Any, inline: bool = True) -> ScoreResult:
         loop = asyncio.get_running_loop()
         start = loop.time()
         cm = None
@@ -281,7 +292,7 @@ class DataPlane:
             # A fast model runs inline on this thread: predict_async then finishes at its first step, and no
             # timer can interrupt it anyway. Only a call that suspends is awaited under the scoring timeout (a
             # timer per request costs ~5 CPU-µs).
-            coro = model.predict_async(inputs, inline_below_s=FAST_RUN_S)
+            coro = model.predict_async(inputs, inline_below_s=FAST_RUN_S if inline else 0.0)
             try:
                 first = coro.send(None)
             except StopIteration as done:
@@ -307,36 +318,23 @@ class DataPlane:
         return ScoreResult(200, [], b"", run_ms=elapsed * 1000, outputs=outputs)
 
 
-def _nocode_inputs(body: bytes, names: list[str], usage: str, model: Any) -> Any:
-    """A no-code /score body's inputs (with `model`: already validated into arrays), or the 400 to answer."""
+def _outputs_json(outputs: dict[str, Any], rows: int) -> bytes:
+    """`{"<output name>": (nested) list}`; with `rows`, each array is serialised `rows` first-axis slices at a
+    time (each orjson call holds the GIL: slices let a waiting event loop run in between)."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        return message_result(400, f"The request body is not valid JSON: {e}")
-    if not isinstance(doc, dict):
-        return message_result(400, usage)
-    if "data" in doc and (len(doc) == 1 or "data" not in names):
-        inputs = doc["data"]
-    elif doc and all(k in names for k in doc):
-        inputs = doc
-    else:
-        return message_result(400, usage)
-    if model is None:
-        return inputs
-    try:  # what model.prepare() does, less its metrics (written on the loop thread only)
-        tensors = normalize(inputs, model.inputs)
-        if model.batchable:
-            batch_rows(tensors)
-        return tensors
-    except ValueError as e:
-        text = f"Invalid input: {e}"
-        return _InvalidInput(400, [("Content-Type", JSON_CONTENT_TYPE)], orjson.dumps({"message": text}), message=text)
-
-
-class _InvalidInput(ScoreResult):
-    """A 400 for inputs the model refused, decoded on a thread: counted in the model's metrics on the loop."""
-
-    __slots__ = ()
+        if not rows:
+            return orjson.dumps(outputs, option=orjson.OPT_SERIALIZE_NUMPY)
+        parts = []
+        for name, arr in outputs.items():
+            if arr.ndim == 0 or len(arr) <= rows:
+                value = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)
+            else:  # "[a,b]" of each slice, less its brackets, joined: the whole array's list
+                value = b"[" + b",".join(orjson.dumps(arr[i:i + rows], option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+                                         for i in range(0, len(arr), rows)) + b"]"
+            parts.append(orjson.dumps(name) + b":" + value)
+        return b"{" + b",".join(parts) + b"}"
+    except orjson.JSONEncodeError:  # e.g. a non-contiguous or object array: the slower, general way
+        return orjson.dumps({k: v.tolist() for k, v in outputs.items()})
 
 
 @types.coroutine

@@ -7,7 +7,6 @@ instead of being refused. The master runs no event loop and no threads, so forki
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ import sys
 import time
 
 from openscore.runtime import metrics
+from openscore.runtime.parent_death import die_with_parent
 from openscore.runtime.settings import ServerSettings
 from openscore.runtime.worker import EXIT_INIT_FAILED, EXIT_RECYCLE, run_worker
 from openscore.runtime.worker_state import READY, STOPPED, WorkerTable
@@ -34,25 +34,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """In a freshly forked worker: be SIGKILLed when the supervisor dies, however it dies (kill -9 included).
-
-    Without this a worker outlives a SIGKILLed supervisor as an orphan, still serving the port with nobody to
-    replace, drain or account for it. The supervisor has a single thread, so the death of the thread that forked
-    (what the kernel watches) is the death of the process. A supervisor that died before the call is caught by
-    the parent check after it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its supervisor",
-                        ctypes.get_errno())
-    except (OSError, AttributeError):  # not Linux: the supervisor's shutdown still stops its workers
-        pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 class Supervisor:

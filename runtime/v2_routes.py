@@ -6,7 +6,6 @@ error is answered as V2's `{"error": ...}`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from openscore.accelerators.v2_codec import (
     parse_header_length,
 )
 from openscore.runtime.data_plane import OFFLOAD_DECODE_BYTES, DataPlane, RequestIds, RequestIdTooLong
+from openscore.runtime.decode_process import DecodeFailed, decode_v2, input_specs
 from openscore.runtime.model_registry import ModelNotFound
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.scoring import ScoreResult, message_result
@@ -150,9 +150,10 @@ class V2Routes:
             return v2_error(431, str(e))
         request_id = ids.request_id
         current_request_id.set(request_id)
+        model = None
         if plane.init_state.ready:  # an unknown model is a 404 whatever the body (during init() the plane waits)
             try:
-                plane.model(name, version)
+                model = plane.model(name, version)
             except ModelNotFound as e:
                 return self._answer(ids, message_result(404, e.message), request, b"")
         got = await self.app.read_body(request)
@@ -161,14 +162,19 @@ class V2Routes:
             return got
         try:
             header_length = parse_header_length(request.headers.get(HEADER), len(got))
-            if len(got) > OFFLOAD_DECODE_BYTES:  # seconds for a 95 MB tensor: health checks keep answering
-                req = await asyncio.to_thread(decode_infer_request, got, header_length)
+            large = len(got) > OFFLOAD_DECODE_BYTES
+            if large:  # seconds of GIL-holding parsing for a 95 MB tensor: in the decode process
+                specs = None if model is None else input_specs(model)
+                req = await plane.decoder.call(decode_v2, got, header_length, specs)
             else:
                 req = decode_infer_request(got, header_length)
         except V2Error as e:
             return self._answer(ids, message_result(400, str(e)), request, got)
+        except DecodeFailed as e:
+            return self._answer(ids, message_result(500, f"{e}; it is restarted"), request, got)
         with self.app.tracking_request():
-            result = await plane.infer(name, version, req.inputs, request_id, check=check_input_types)
+            result = await plane.infer(name, version, req.inputs, request_id, check=check_input_types,
+                                       inline=not large)
         if result.outputs is not None:
             try:
                 enc = encode_infer_response(name, result.outputs, model_version=version, request_id=req.id,

@@ -221,6 +221,7 @@ class Worker:
         await http.shutdown(1.0)  # type: ignore[attr-defined]
         self.app.plane.metrics.flush()
         self.pool.shutdown()
+        self.app.plane.decoder.close()
         if self.app.access_log is not None:
             self.app.access_log.flush()
 
