@@ -12,17 +12,17 @@ is exit code 1 and one line naming the flag or variable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import secrets
-import signal
-import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# asyncio, ssl and the router itself are imported when the command runs, not when `openscore` builds its
+# parser: every `openscore` call registers this command
 if TYPE_CHECKING:
+    import ssl
+
     from openscore.router.settings import RouterSettings
 
 log = logging.getLogger("openscore.router")
@@ -108,6 +108,7 @@ def run_router_command(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
+    import asyncio
     try:
         return asyncio.run(_serve(settings))
     except _ConfigFailure as e:
@@ -145,6 +146,7 @@ def _admin_key(s: RouterSettings, workspace: Path) -> str:
         raise _ConfigFailure(f"cannot read the admin key file {path}: {e.strerror or e}") from e
     if s.admin_key_file:
         raise _ConfigFailure(f"--admin-key-file {path} does not exist")
+    import secrets
     key = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -154,6 +156,7 @@ def _admin_key(s: RouterSettings, workspace: Path) -> str:
 
 
 def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
@@ -161,6 +164,10 @@ def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
 
 
 async def _serve(args: RouterSettings) -> int:
+    import asyncio
+    import signal
+    import ssl
+
     from aiohttp import web
 
     from openscore.router.auth import AdminAuth, TokenAuthority
