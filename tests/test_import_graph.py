@@ -20,6 +20,7 @@ ALLOWED = {
     "openscore.accelerators": set(),
     "openscore.runtime": {"openscore.accelerators"},
     "openscore.router": set(),  # replicas are `openscore serve` processes, never imported code
+    "openscore.images": set(),  # builds and pushes images: imports no other component
 }
 
 
