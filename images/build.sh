@@ -131,13 +131,14 @@ fi
 CONTEXT="$CACHE/context-$FLAVOUR"
 rm -rf "$CONTEXT"
 mkdir -p "$CONTEXT/wheels"
+cp images/check-flavour.sh "$CONTEXT/"
 log "making wheels for openscore[$EXTRAS] $FLAVOUR_PACKAGES $EXTRA_PACKAGES with $PYTHON (Python $PY_MINOR)"
 # shellcheck disable=SC2086  # the package lists are lists of requirement specifiers
 heavy "$PYTHON" -m pip wheel -q --disable-pip-version-check -w "$CONTEXT/wheels" ".[$EXTRAS]" $FLAVOUR_PACKAGES $EXTRA_PACKAGES
 
 # --- 3. the image ---------------------------------------------------------------------------------------------
 build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "EXTRAS=$EXTRAS"
-  --build-arg "EXTRA_PACKAGES=$FLAVOUR_PACKAGES $EXTRA_PACKAGES" --target "$FLAVOUR")
+  --build-arg "EXTRA_PACKAGES=$FLAVOUR_PACKAGES $EXTRA_PACKAGES" --build-arg "FLAVOUR=$FLAVOUR" --target "$FLAVOUR")
 log "building $TAG ($FLAVOUR) from $BASE_IMAGE with $BUILDER"
 old_id=""
 if [ "$BUILDER" = buildah ]; then old_id="$(buildah inspect --type image --format '{{.FromImageID}}' "$TAG" 2>/dev/null || true)"; fi

@@ -12,3 +12,7 @@ def registry(tmp_path_factory):
         pytest.skip("docker-registry is not installed (Debian: apt-get install docker-registry)")
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
         yield reg
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda_image: builds the cuda runtime image (about 1.5 GB of CUDA wheels)")
