@@ -8,12 +8,14 @@ library: CUDA devices come from the driver (libcuda) through ctypes, OpenCL ones
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
 
 from .errors import DeviceNotFoundError, InvalidDeviceNameError
 
+_log = logging.getLogger("openscore.accelerators")
 DEVICE_FORMS = "cpu, cuda, cuda:N, opencl, opencl:<platform>:<device>, fpga, fpga:N, auto"
 
 
@@ -135,23 +137,38 @@ def opencl_devices() -> tuple[list[DeviceInfo], str | None]:
         import pyopencl as cl
     except ImportError:
         return [], "pyopencl is not installed"
+    except Exception as e:  # a broken install: whatever its import raises means no OpenCL here
+        return [], _broken_opencl(f"pyopencl cannot be imported ({type(e).__name__}: {e})")
     try:
         platforms = cl.get_platforms()
-    except cl.Error as e:
-        return [], f"no OpenCL platform ({e})"
+    except Exception as e:  # cl.Error, or no get_platforms at all (an empty pyopencl folder left by a package)
+        if isinstance(e, getattr(cl, "Error", ())):
+            return [], f"no OpenCL platform ({e})"
+        return [], _broken_opencl(f"pyopencl is broken ({type(e).__name__}: {e})")
     out = []
     for p_i, p in enumerate(platforms):
         try:
             devs = p.get_devices()
-        except cl.Error:
-            continue
-        for d_i, d in enumerate(devs):
-            out.append(DeviceInfo(
-                f"opencl:{p_i}:{d_i}", "opencl", d.name.strip(), _cl_type(cl, d.type), int(d.global_mem_size),
-                platform_index=p_i, device_index=d_i, platform=p.name.strip(), vendor=d.vendor.strip(),
-                compute_units=int(d.max_compute_units),
-                extra={"version": d.version.strip(), "compiler_available": bool(d.compiler_available)}))
+            for d_i, d in enumerate(devs):
+                out.append(DeviceInfo(
+                    f"opencl:{p_i}:{d_i}", "opencl", d.name.strip(), _cl_type(cl, d.type), int(d.global_mem_size),
+                    platform_index=p_i, device_index=d_i, platform=p.name.strip(), vendor=d.vendor.strip(),
+                    compute_units=int(d.max_compute_units),
+                    extra={"version": d.version.strip(), "compiler_available": bool(d.compiler_available)}))
+        except Exception as e:  # one platform's driver failing hides only that platform
+            _log.warning("OpenCL platform #%d skipped: %s: %s", p_i, type(e).__name__, e)
     return out, None if out else "OpenCL platforms have no devices"
+
+
+_broken_logged: set[str] = set()
+
+
+def _broken_opencl(why: str) -> str:
+    """Logged once per process: an install without a working OpenCL serves on the other devices."""
+    if why not in _broken_logged:
+        _broken_logged.add(why)
+        _log.warning("%s; treating it as no OpenCL devices", why)
+    return why
 
 
 def _cl_type(cl, t: int) -> str:

@@ -31,20 +31,26 @@ class AuthError(Exception):
 
 
 def bearer(header: str | None) -> str | None:
+    """The credential of `Authorization: Bearer <credential>`, None when there is none. Keys and tokens are
+    printable ASCII: anything else (invalid UTF-8 arrives as surrogates) is an AuthError, never a crash."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
-    return value.strip()
+    value = value.strip()
+    if not (value.isascii() and value.isprintable()):
+        raise AuthError("malformed", "The Authorization header holds characters no key or token has "
+                                     "(only printable ASCII).")
+    return value
 
 
 def keys_match(presented: str, keys: tuple[str, ...]) -> bool:
     """Constant time over all keys (no early exit on the first match)."""
-    p = presented.encode()
+    p = presented.encode("utf-8", "surrogateescape")
     ok = False
     for k in keys:
-        ok |= hmac.compare_digest(p, k.encode())
+        ok |= hmac.compare_digest(p, k.encode("utf-8", "surrogateescape"))
     return ok
 
 

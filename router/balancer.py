@@ -35,6 +35,7 @@ class Backend:
     ready: bool = True
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    secret: str = field(default="", repr=False)  # sent to the replica on every request (proves the router)
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -68,6 +69,7 @@ class BackendState:
     address: str
     slots: int
     ready: bool
+    secret: str = field(default="", repr=False)
 
 
 class SlotPool:
@@ -86,9 +88,9 @@ class SlotPool:
             seen.add(s.id)
             b = self.backends.get(s.id)
             if b is None:
-                self.backends[s.id] = Backend(s.id, s.address, max(1, s.slots), ready=s.ready)
+                self.backends[s.id] = Backend(s.id, s.address, max(1, s.slots), ready=s.ready, secret=s.secret)
             else:
-                b.slots, b.ready, b.address = max(1, s.slots), s.ready, s.address
+                b.slots, b.ready, b.address, b.secret = max(1, s.slots), s.ready, s.address, s.secret
         gone = [b for bid, b in self.backends.items() if bid not in seen]
         for b in gone:
             del self.backends[b.id]

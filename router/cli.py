@@ -49,6 +49,13 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
     a("--scale-down-window-s", help="stable window before scaling down (60)")
     a("--graceful-timeout-s", help="drain time on SIGTERM (30)")
     a("--drain-timeout-s", help="longest wait for a retired replica's in-flight requests (330)")
+    a("--request-buffer-bytes", help="request bodies up to this size are read whole before a replica slot is "
+                                      "taken (1048576)")
+    a("--body-timeout-s", help="a request body must arrive within this plus 1 s per --min-upload-bytes-per-s "
+                               "bytes, else 408 (30)")
+    a("--min-upload-bytes-per-s", help="the slowest upload rate the body deadline allows (32768)")
+    a("--header-timeout-s", help="a request's headers must arrive within this (15)")
+    a("--max-connections", help="open client connections at most (4096)")
     a("--no-access-log", dest="access_log", action="store_const", const=False, default=None,
       help="no line per request")
     a("--log-level", help="debug, info, warning, error or critical (info)")
@@ -161,8 +168,9 @@ async def _serve(args: RouterSettings) -> int:
     from openscore.router.core import Router
     from openscore.router.frontend import Frontend
     from openscore.router.local_target import LocalProcessTarget
+    from openscore.router.proxy import BodyPolicy
     from openscore.router.server import make_server
-    from openscore.router.state import FileStateStore
+    from openscore.router.state import FileStateStore, InvalidObject, KeysUnusable
 
     assert args.workspace is not None
     workspace = args.workspace.resolve()
@@ -176,12 +184,15 @@ async def _serve(args: RouterSettings) -> int:
             admin = AdminAuth(_admin_key(args, workspace))
         except ValueError as e:
             raise _ConfigFailure(str(e)) from e
-        if raw is not None:
-            try:
-                await store.put_services(raw)
-            except ConfigError as e:
-                raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
-        await store.ensure_signing_key()
+        try:
+            if raw is not None:
+                try:
+                    await store.put_services(raw)
+                except ConfigError as e:
+                    raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
+            await store.ensure_signing_key()
+        except (KeysUnusable, InvalidObject, OSError) as e:  # the workspace's state cannot be used as it is
+            raise _ConfigFailure(f"the desired state in {workspace / 'store'} cannot be used: {e}") from e
         try:
             ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
         except (OSError, ssl.SSLError) as e:
@@ -195,8 +206,11 @@ async def _serve(args: RouterSettings) -> int:
                                 graceful_s=args.replica_graceful_s, max_backoff_s=args.max_backoff_s)
     router = Router(store, target, tokens=TokenAuthority(args.token_lifetime_s),
                     scale_down_window_s=args.scale_down_window_s, drain_timeout_s=args.drain_timeout_s)
-    front = Frontend(router, admin, access_log_enabled=args.access_log)
-    server = make_server(front.handle)
+    front = Frontend(router, admin, access_log_enabled=args.access_log,
+                     body_policy=BodyPolicy(args.request_buffer_bytes, args.body_timeout_s,
+                                            args.min_upload_bytes_per_s))
+    server = make_server(front.handle, header_timeout_s=args.header_timeout_s,
+                         max_connections=args.max_connections)
     loop = asyncio.get_running_loop()
     try:
         listener = await loop.create_server(server, args.host, args.port, ssl=ssl_ctx, backlog=2048)
@@ -207,7 +221,10 @@ async def _serve(args: RouterSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await router.start()
+        try:
+            await router.start()
+        except (InvalidObject, OSError) as e:
+            raise _ConfigFailure(f"the desired state in {workspace / 'store'} cannot be used: {e}") from e
         front.ready = True
         log.info("router listening on %s://%s:%d (workspace %s)", "https" if ssl_ctx else "http", args.host,
                  args.port, workspace)

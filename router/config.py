@@ -32,6 +32,12 @@ NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$")
 MAX_VERSIONS = 6
 MAX_SCORING_TIMEOUT_MS = 300_000
 MAX_MIRROR_PERCENT = 50.0  # Azure online endpoints' limit on mirrored (shadow) traffic
+# Upper bounds, so a typo (100000) is a 400 naming the key rather than a fork bomb: replicas of one version
+# (numReplicas, autoScaler.min/maxReplicas) and worker processes per replica (openscore's `workers`).
+MAX_REPLICAS = 100
+MAX_WORKERS = 64
+# `openscore serve` flags the router sets itself: a replica listens where its router says (loopback)
+_RESERVED_REPLICA_ARGS = ("--host", "--port")
 CONTROL, TREATMENT = "Control", "Treatment"
 
 # Version-level keys an aksendpoint may NOT set per version (they are endpoint-level, spec 2.2).
@@ -105,6 +111,7 @@ class VersionSpec:
     namespace: str | None = None           # the service's (endpoint-level for an aksendpoint)
     image: str | None = None               # container image (Kubernetes targets; the local target ignores it)
     instance_type: str | None = None       # instanceType: the pool (SKU) its replicas run on
+    python: str | None = None              # pythonInterpreter: the replica's interpreter (a built environment)
 
     @property
     def gpus(self) -> int:
@@ -115,7 +122,8 @@ class VersionSpec:
         """What, if changed, needs new replicas (everything else applies in the router)."""
         return (self.entry_script, self.app_root, self.model_dir, tuple(sorted(self.environment.items())),
                 self.slots_per_replica, self.scoring_timeout_ms, self.workers, self.replica_args,
-                self.resources, self.gpus, self.liveness, self.namespace, self.image, self.instance_type)
+                self.resources, self.gpus, self.liveness, self.namespace, self.image, self.instance_type,
+                self.python)
 
     @property
     def initial_replicas(self) -> int:
@@ -211,8 +219,8 @@ def _autoscale(d: Mapping[str, Any], path: str, num_replicas: int | None) -> Aut
     a = _obj(d, "autoScaler", path)
     ap = f"{path}.autoScaler" if path else "autoScaler"
     enabled = _bool(a, "autoscaleEnabled", ap)
-    mn = _num(a, "minReplicas", ap, integer=True, minimum=0)
-    mx = _num(a, "maxReplicas", ap, integer=True, minimum=0)
+    mn = _num(a, "minReplicas", ap, integer=True, minimum=0, maximum=MAX_REPLICAS)
+    mx = _num(a, "maxReplicas", ap, integer=True, minimum=0, maximum=MAX_REPLICAS)
     refresh = _num(a, "refreshPeriodInSeconds", ap, minimum=0)
     target = _num(a, "targetUtilization", ap, minimum=0, maximum=100)
     given = [k for k, v in (("minReplicas", mn), ("maxReplicas", mx), ("refreshPeriodInSeconds", refresh),
@@ -334,6 +342,11 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
     instance_type = _str(d, "instanceType", path)
     if instance_type is not None and not instance_type.strip():
         raise ConfigError(p("instanceType"), "must not be empty (name a pool, or leave the key out)")
+    python = _str(d, "pythonInterpreter", path)
+    if python is not None and not Path(python).is_absolute():
+        raise ConfigError(p("pythonInterpreter"), f"{python!r} must be an absolute path to a python interpreter")
+    if python is not None and files_must_exist and not Path(python).is_file():
+        raise ConfigError(p("pythonInterpreter"), f"{python} is not a file that exists")
     # Paths last, so a document that breaks a rule above is told that rule first.
     if source:
         app_root = _absolute(source, p("sourceDirectory"), base_dir, "services file's folder")
@@ -354,7 +367,7 @@ def parse_version(name: str, d: Mapping[str, Any], path: str, base_dir: Path | N
         traffic_percentile=float(traffic or 0.0), is_default=bool(is_default),
         version_type=CONTROL if (vtype or "").lower() == "control" else TREATMENT, workers=workers or 1,
         replica_args=tuple(extra), resources=resources, gpu_cores=gpu_cores, liveness=liveness, namespace=ns,
-        image=image, instance_type=instance_type.strip() if instance_type else None)
+        image=image, instance_type=instance_type.strip() if instance_type else None, python=python)
 
 
 # ------------------------------------------------------------------------------------------ service parsing
@@ -385,8 +398,8 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
     primary = _str(keys, "primaryKey", f"{path}.keys")
     secondary = _str(keys, "secondaryKey", f"{path}.keys")
     for k, v in (("primaryKey", primary), ("secondaryKey", secondary)):
-        if v is not None and len(v) < 8:
-            raise ConfigError(f"{path}.keys.{k}", "must be at least 8 characters")
+        if v is not None:
+            check_key_value(v, f"{path}.keys.{k}")
     max_body = _num(d, "maxRequestBodyBytes", path, integer=True, minimum=0)
     namespace = _str(d, "namespace", path)
     versions: dict[str, VersionSpec] = {}
@@ -395,6 +408,7 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
         validate_name(vname, f"{path}.versionName", "version name")
         versions[vname] = replace(parse_version(vname, d, path, base, files_must_exist), is_default=True,
                                   version_type=CONTROL, traffic_percentile=100.0)
+        _check_limits(versions[vname], path)
     else:
         raw = _obj(d, "versions", path)
         if not raw:
@@ -408,6 +422,7 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
                 if isinstance(vd, Mapping) and k in vd:
                     raise ConfigError(f"{vpath}.{k}", "is an endpoint-level setting; set it on the endpoint")
             versions[vname] = parse_version(vname, vd, vpath, base, files_must_exist)
+            _check_limits(versions[vname], vpath)
         if namespace is not None and not NAMESPACE_RE.match(namespace):
             raise ConfigError(f"{path}.namespace", f"{namespace!r} must match {NAMESPACE_RE.pattern}")
         versions = {n: replace(v, namespace=namespace) for n, v in versions.items()}  # endpoint-level
@@ -419,6 +434,29 @@ def parse_service(name: str, d: Mapping[str, Any], base_dir: str | Path | None =
                        description=_str(d, "description", path) or "",
                        max_body_bytes=max_body or 100 * 1024 * 1024, mirror=mirror, namespace=namespace)
     return spec
+
+
+def check_key_value(value: str, key: str) -> str:
+    """A service key as a client can send it in `Authorization: Bearer <key>`: at least 8 characters of
+    printable ASCII, no surrounding spaces (no CR/LF, no control characters). ConfigError naming `key`."""
+    if len(value) < 8:
+        raise ConfigError(key, "must be at least 8 characters")
+    if not (value.isascii() and value.isprintable()) or value != value.strip():
+        raise ConfigError(key, "must be printable ASCII without control characters (CR, LF, ...) or "
+                               "surrounding spaces")
+    return value
+
+
+def _check_limits(v: VersionSpec, path: str) -> None:
+    """Bounds that keep one document from exhausting the machine, and the flags the router owns."""
+    if v.num_replicas is not None and v.num_replicas > MAX_REPLICAS:
+        raise ConfigError(_key(path, "numReplicas"), f"must be <= {MAX_REPLICAS}, got {v.num_replicas}")
+    if v.workers > MAX_WORKERS:
+        raise ConfigError(_key(path, "workers"), f"must be <= {MAX_WORKERS}, got {v.workers}")
+    for a in v.replica_args:
+        if a.split("=", 1)[0] in _RESERVED_REPLICA_ARGS:
+            raise ConfigError(_key(path, "replicaArgs"), f"must not set {a.split('=', 1)[0]}: the router "
+                                                         "chooses where a replica listens (127.0.0.1)")
 
 
 def _mirror(d: Mapping[str, Any], versions: Mapping[str, VersionSpec], path: str) -> dict[str, float]:

@@ -26,9 +26,11 @@ from openscore.router.state import (
     SERVICE,
     SERVICE_KEYS,
     SIGNING_KEYS,
+    SIGNING_KEYS_NAME,
     Change,
     DesiredState,
     Expired,
+    InvalidObject,
     ServiceKeys,
     ServiceRecord,
     SigningKeys,
@@ -142,6 +144,9 @@ class Router:
                 async for change in self.store.watch(since):
                     try:
                         await self.apply_change(change)
+                    except InvalidObject as e:
+                        log.error("could not apply %s %s at revision %s: %s", change.kind, change.name,
+                                  change.revision, e)
                     except Exception:
                         log.exception("could not apply %s %s at revision %s", change.kind, change.name,
                                       change.revision)
@@ -160,11 +165,17 @@ class Router:
 
     # ------------------------------------------------------------------ desired state -> runtime
     async def apply(self, state: DesiredState) -> None:
-        """Converge on a whole snapshot (at start, and after a lost watch). Idempotent."""
-        self.tokens.set_keys(state.signing_keys.keys)
-        self.keys = dict(state.keys)
+        """Converge on a whole snapshot (at start, and after a lost watch). Idempotent. An object the store
+        refused as invalid keeps its last good value here (a service keeps serving, its keys keep working)."""
+        if (SIGNING_KEYS, SIGNING_KEYS_NAME) not in state.invalid:
+            self.tokens.set_keys(state.signing_keys.keys)
+        keys = dict(state.keys)
+        for kind, name in state.invalid:
+            if kind == SERVICE_KEYS and name in self.keys:
+                keys[name] = self.keys[name]
+        self.keys = keys
         for name in list(self.services):
-            if name not in state.services:
+            if name not in state.services and (SERVICE, name) not in state.invalid:
                 await self._remove_service(name)
         for rec in state.services.values():
             await self._apply_service(rec)
@@ -228,7 +239,11 @@ class Router:
             name, spec = rec.name, rec.spec
             keys = self.keys.get(name)
             if keys is None:  # a store whose keys arrive on another stream than the service documents
-                keys = await self.store.get_keys(name)
+                try:
+                    keys = await self.store.get_keys(name)
+                except InvalidObject as e:
+                    log.error("service %s: refusing its keys, every key is refused until they are fixed: %s",
+                              name, e)
                 if keys is not None:
                     self.keys[name] = keys
             old = self.services.get(name)
@@ -304,7 +319,7 @@ class Router:
         infos = self.target.replicas(vr.key)
         default_slots = vr.spec.slots_per_replica * vr.spec.workers
         # a retiring replica keeps its `draining` mark across syncs (Backend objects persist)
-        vr.pool.sync(BackendState(i.id, i.address, i.slots or default_slots, i.ready) for i in infos)
+        vr.pool.sync(BackendState(i.id, i.address, i.slots or default_slots, i.ready, i.secret) for i in infos)
         self._retire_outdated(vr, infos)
         m, labels = self.metrics, vr.key
         m.replicas_ready.labels(*labels).set(vr.pool.ready_count)

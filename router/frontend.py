@@ -29,7 +29,16 @@ from openscore.router.balancer import Lease, Rejected
 from openscore.router.config import ConfigError, validate_admin_document
 from openscore.router.core import Router, ServiceRuntime, VersionRuntime
 from openscore.router.metrics import VersionMetrics
-from openscore.router.state import SERVICE, SERVICE_KEYS, SIGNING_KEYS, SIGNING_KEYS_NAME, Conflict, NotFound
+from openscore.router.state import (
+    SERVICE,
+    SERVICE_KEYS,
+    SIGNING_KEYS,
+    SIGNING_KEYS_NAME,
+    Conflict,
+    InvalidObject,
+    KeysUnusable,
+    NotFound,
+)
 
 log = logging.getLogger("openscore.router")
 access_log = logging.getLogger("openscore.router.access")
@@ -112,9 +121,11 @@ class AccessLog:
 
 
 class Frontend:
-    def __init__(self, router: Router, admin: AdminAuth, *, access_log_enabled: bool = True):
+    def __init__(self, router: Router, admin: AdminAuth, *, access_log_enabled: bool = True,
+                 body_policy: proxy.BodyPolicy | None = None):
         self.router = router
         self.admin = admin
+        self.body_policy = body_policy or proxy.BodyPolicy()
         self.upstream = proxy.UpstreamPool()
         self.access_log_enabled = access_log_enabled
         self.access = AccessLog() if access_log_enabled else None
@@ -232,9 +243,15 @@ class Frontend:
         replica, limit, queue_s, up_s = "-", "", 0.0, 0.0
         resp: web.StreamResponse
         try:
-            body = await proxy.read_body(request, svc.spec.max_body_bytes)
+            body = await proxy.read_body(request, svc.spec.max_body_bytes, self.body_policy)
         except proxy.PayloadTooLarge:
             resp, limit = self._too_large(svc, h), "payload_limit"
+            vm.rejected(limit)
+        except proxy.BodyTimeout:
+            resp, limit = self._body_timeout(h), "body_timeout"
+            vm.rejected(limit)
+        except proxy.ClientGone as e:
+            resp, limit = self._client_gone(h, e), "client_disconnected"
             vm.rejected(limit)
         else:
             if vr.retired and split:  # the version was removed while the body came in: split again
@@ -275,7 +292,8 @@ class Frontend:
             if lease is None:
                 lease = await vr.pool.acquire(vr.spec.max_queue_wait_ms / 1000.0)
             async with asyncio.timeout(vr.spec.scoring_timeout_ms / 1000.0):
-                up = await self.upstream.send(method, lease.backend.address, path, headers, body)
+                up = await self.upstream.send(method, lease.backend.address, path,
+                                              with_secret(headers, lease.backend.secret), body)
                 try:
                     if up.body is None and up.payload is not None:
                         while await up.payload.readany():
@@ -297,6 +315,23 @@ class Frontend:
             if lease is not None:
                 lease.release()
             self.router.metrics.mirrored.labels(*vr.key, outcome).inc()
+
+    def _body_timeout(self, h: CIMultiDict[str]) -> web.Response:
+        p = self.body_policy
+        h["x-openscore-limit"] = "body_timeout"
+        resp = message(408, f"The request body came in too slowly: it must arrive within {p.timeout_s:g} s plus "
+                            f"1 s per {p.min_rate:g} bytes.", h)
+        resp.force_close()
+        return resp
+
+    @staticmethod
+    def _client_gone(h: CIMultiDict[str], e: BaseException) -> web.Response:
+        """The client's connection failed mid-body: one log line, and an answer nobody may read."""
+        log.info("client connection failed while sending the request body (%s)", e)
+        h["x-openscore-limit"] = "client_disconnected"
+        resp = message(400, "The request body was cut off.", h)
+        resp.force_close()
+        return resp
 
     def _too_large(self, svc: ServiceRuntime, h: CIMultiDict[str]) -> web.Response:
         h["x-openscore-limit"] = "payload_limit"
@@ -358,10 +393,12 @@ class Frontend:
         h["x-openscore-router-queue-wait-ms"] = f"{queue_s * 1000:.1f}"
         timeout_ms = lease_timeout_ms
         up: proxy.Upstream | None = None
+        replayable = request.method == "GET"
         try:
             try:
                 async with asyncio.timeout(timeout_ms / 1000.0):
-                    up = await self.upstream.send(request.method, b.address, path, headers, body)
+                    up = await self.upstream.send(request.method, b.address, path, with_secret(headers, b.secret),
+                                                  body, replayable)
             except TimeoutError:
                 h["x-openscore-limit"] = "scoring_timeout"
                 vm.rejected("scoring_timeout")
@@ -373,12 +410,22 @@ class Frontend:
                 resp = message(413, "The request body is larger than the limit (maxRequestBodyBytes).", h)
                 resp.force_close()
                 return resp
+            except proxy.BodyTimeout:  # the slot is freed below; the replica saw an unfinished body
+                vm.rejected("body_timeout")
+                return self._body_timeout(h)
+            except proxy.ClientGone as e:
+                vm.rejected("client_disconnected")
+                return self._client_gone(h, e)
             except proxy.ConnectFailed:
                 raise
             except proxy.UpstreamDisconnected as e:
-                # sent on a connection to a replica that has since died (no response came back): with a
-                # replayable body, retry elsewhere rather than fail a request it never served
-                if not isinstance(body, proxy.LimitedStream) and await proxy.is_dead(b.address):
+                # the request was sent and the replica may have run it: never again elsewhere (it would run
+                # twice), except a GET; a dead replica leaves routing at once either way
+                dead = await proxy.is_dead(b.address)
+                if dead:
+                    lease.pool.set_ready(b.id, False)
+                    self.router.target.report_unreachable(b.id)
+                if replayable and dead and not isinstance(body, proxy.LimitedStream):
                     raise proxy.ConnectFailed(f"replica died: {e!r}") from e
                 return self._replica_failed(b.id, vm, h, e)
             except Exception as e:
@@ -422,17 +469,24 @@ class Frontend:
         except Conflict as e:
             return json_response(409, {"message": f"{e} (send the revision a GET returns in If-Match, or none to "
                                                   "overwrite).", "currentRevision": e.current})
+        except (KeysUnusable, InvalidObject) as e:  # the stored state, not the request, is the problem
+            log.error("admin %s %s: %s", request.method, request.path, e)
+            return message(409, str(e))
         except ValueError as e:
             return message(400, str(e))
 
-    async def _body_json(self, request: BaseRequest) -> Any:
+    async def _body_json(self, request: BaseRequest) -> dict[str, Any]:
+        """The body as a JSON object ({} when empty); anything else is a 400."""
         raw = await request.read()
         if not raw:
             return {}
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise ValueError(f"The body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ValueError(f"The body must be a JSON object, got {type(body).__name__}.")
+        return body
 
     async def _admin_route(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
         router = self.router
@@ -459,8 +513,6 @@ class Frontend:
                 return json_response(200, out, CIMultiDict({hdrs.ETAG: f'"{rec.revision}"'}))
             if method == "PUT":
                 body = await self._body_json(request)
-                if not isinstance(body, dict):
-                    raise ValueError("The body must be a JSON object (a deploymentconfig document).")
                 existed = await store.get_service(name) is not None
                 await asyncio.to_thread(validate_admin_document, name, body)  # absolute paths, files exist
                 rec = await store.put_service(name, body, if_match(request))
@@ -507,6 +559,11 @@ class Frontend:
                 return message(400, f"Token auth is not enabled for service {name} (tokenAuthEnabled).")
             return json_response(200, router.tokens.issue(name).as_json())
         return message(404, "Unknown admin route.")
+
+
+def with_secret(headers: list[tuple[str, str]], secret: str) -> list[tuple[str, str]]:
+    """The upstream headers plus the replica's own secret (none for a target that gives none)."""
+    return [*headers, (proxy.REPLICA_SECRET_HEADER, secret)] if secret else headers
 
 
 def if_match(request: BaseRequest) -> str | None:

@@ -9,18 +9,30 @@ Each replica instance has its own supervising task: spawn on a free port, probe 
 and start a replacement (a new instance id, like a new pod) with exponential back-off, so a script whose
 `init()` fails does not spin. Stopping is SIGTERM to the replica's process group (the runtime drains its
 in-flight requests), then SIGKILL after the grace period.
+
+A replica never outlives its router as an unguarded server: it listens on 127.0.0.1 only, answers only
+requests that carry its own random secret (`OPENSCORE_REPLICA_SECRET`, sent by the router as
+`x-openscore-replica-secret`), gets SIGKILL when the router dies (PR_SET_PDEATHSIG, set in the child
+before exec, with a re-check that the router is still its parent), and runs in its own process group. Each
+replica's PID and kernel start time are recorded in `<workspace>/run/replicas/`; a router starting on a
+workspace first stops what a killed predecessor left there (only a process whose start time still matches
+the record: a reused PID is never signalled).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +55,93 @@ from openscore.router.targets import (
 
 log = logging.getLogger("openscore.router.target")
 _STRIP_ENV = ("AZUREML_", "AML_", "SCORING_", "WORKER_", "SERVICE_", "OPENSCORE_", "PROMETHEUS_MULTIPROC")
+SECRET_ENV = "OPENSCORE_REPLICA_SECRET"
+_PR_SET_PDEATHSIG = 1
+# resolved now, in the router, so the child between fork and exec only makes one foreign call
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec function: the child gets SIGKILL when the router (the thread running the event loop)
+    dies, and exits at once if the router died before that was in place. What a replica computes for a
+    dead router nobody can receive, so there is nothing to drain."""
+    def child() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return child
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None if it is gone;
+    with the PID it names one process for good (a PID is reused, a (PID, start) pair is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22; fields[0] is field 3 (state)
+    except (IndexError, ValueError):
+        return None
+
+
+class ReplicaRecords:
+    """`<workspace>/run/replicas/<pid>.json`: the replicas this router started, so a successor can stop
+    them if this router is killed before it could."""
+
+    def __init__(self, workspace: str | Path):
+        self.dir = Path(workspace) / "run" / "replicas"
+
+    def add(self, pid: int, rid: str, port: int) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        doc = {"pid": pid, "start": start_ticks(pid), "replica": rid, "port": port, "router": os.getpid()}
+        tmp = self.dir / f".{pid}.tmp"
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.dir / f"{pid}.json")
+
+    def remove(self, pid: int) -> None:
+        (self.dir / f"{pid}.json").unlink(missing_ok=True)
+
+    def stop_leftovers(self, wait_s: float = 5.0) -> list[int]:
+        """SIGKILL the process group of every recorded replica still running as the same process; returns
+        their PIDs. Records of processes that are gone (or a PID now used by another process) are dropped."""
+        stopped = []
+        for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
+            try:
+                doc = json.loads(path.read_text())
+                pid, start = int(doc["pid"]), doc.get("start")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("ignoring the unreadable replica record %s: %s", path, e)
+                path.unlink(missing_ok=True)
+                continue
+            if start is not None and start_ticks(pid) == start:
+                log.warning("stopping replica %s (pid %d, port %s) left running by a router that did not stop "
+                            "it", doc.get("replica"), pid, doc.get("port"))
+                try:
+                    pgid = os.getpgid(pid)
+                    if pgid == pid:
+                        os.killpg(pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+                    stopped.append(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            path.unlink(missing_ok=True)
+        deadline = time.monotonic() + wait_s
+        while any(start_ticks(p) is not None and _alive(p) for p in stopped) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return stopped
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a killed process not yet reaped by its new parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:stat.rfind(")") + 3] != "Z"
 
 
 def free_port() -> int:
@@ -79,6 +178,7 @@ class LocalProcessTarget(ComputeTarget):
         self.graceful_s = graceful_s
         self.max_backoff_s = max_backoff_s
         self.python = python
+        self.records = ReplicaRecords(workspace)
         self._versions: dict[VersionKey, _Version] = {}
         self._seq = itertools.count(1)
         self._on_change: ChangeCallback = lambda key: None
@@ -90,6 +190,7 @@ class LocalProcessTarget(ComputeTarget):
 
     # ------------------------------------------------------------------ interface
     async def start(self, on_change: ChangeCallback) -> None:
+        await asyncio.to_thread(self.records.stop_leftovers)  # before any replica of ours exists
         self._on_change = on_change
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0),
                                               connector=aiohttp.TCPConnector(limit=0, force_close=True))
@@ -192,7 +293,8 @@ class LocalProcessTarget(ComputeTarget):
     def _spawn(self, v: _Version) -> None:
         rid = f"{v.key[0]}.{v.key[1]}.{next(self._seq)}"
         port = free_port()
-        info = ReplicaInfo(id=rid, key=v.key, address=f"http://127.0.0.1:{port}", phase=STARTING)
+        info = ReplicaInfo(id=rid, key=v.key, address=f"http://127.0.0.1:{port}", phase=STARTING,
+                           secret=secrets.token_urlsafe(32))
         inst = _Instance(info, v.spec.launch_fingerprint())
         v.instances[rid] = inst
         inst.task = asyncio.create_task(self._run_instance(v, inst, port), name=f"replica-{rid}")
@@ -210,9 +312,10 @@ class LocalProcessTarget(ComputeTarget):
                             readiness_period_s=self.ready_probe_interval_s)
 
     @staticmethod
-    def _environment(plan: ReplicaPlan) -> dict[str, str]:
+    def _environment(plan: ReplicaPlan, secret: str) -> dict[str, str]:
         env = {k: val for k, val in os.environ.items() if not k.startswith(_STRIP_ENV)}
         env.update(plan.environment)
+        env[SECRET_ENV] = secret  # last: a service's environment cannot set it
         return env
 
     def _log_file(self, v: _Version, rid: str) -> IO[bytes]:
@@ -230,9 +333,10 @@ class LocalProcessTarget(ComputeTarget):
         try:
             with self._log_file(v, rid) as logf:
                 inst.proc = await asyncio.create_subprocess_exec(
-                    *plan.argv, cwd=plan.working_dir, env=self._environment(plan),
+                    *plan.argv, cwd=plan.working_dir, env=self._environment(plan, inst.info.secret),
                     stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
+                    start_new_session=True, preexec_fn=die_with_parent(os.getpid()))
+            self.records.add(inst.proc.pid, rid, port)
             log.info("replica %s started (pid %d) on port %d", rid, inst.proc.pid, port)
             started = time.monotonic()
             waiter = asyncio.create_task(inst.proc.wait())
@@ -272,11 +376,14 @@ class LocalProcessTarget(ComputeTarget):
             self._wake.set()
         finally:
             self._kicks.pop(rid, None)
+            if inst.proc is not None and inst.proc.returncode is not None:
+                self.records.remove(inst.proc.pid)
 
     async def _probe(self, v: _Version, inst: _Instance, plan: ReplicaPlan) -> None:
         assert self._session is not None
         try:
             async with self._session.get(inst.info.address + plan.readiness.path,
+                                         headers={"x-openscore-replica-secret": inst.info.secret},
                                          timeout=aiohttp.ClientTimeout(total=plan.readiness.timeout_s)) as r:
                 body = await r.json(content_type=None)
             ready = bool(body.get("ready")) and r.status == 200
@@ -315,6 +422,7 @@ class LocalProcessTarget(ComputeTarget):
                 await proc.wait()
         if proc is not None:
             _killpg(proc.pid, signal.SIGKILL)  # reap anything the group left behind
+            self.records.remove(proc.pid)
         if inst.task is not None and not inst.task.done():
             inst.task.cancel()
             await asyncio.gather(inst.task, return_exceptions=True)

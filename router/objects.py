@@ -44,6 +44,15 @@ class Conflict(Exception):
         self.kind, self.name, self.expected, self.current = kind, name, expected, current
 
 
+class InvalidObject(ValueError):
+    """A stored object that cannot be used (a hand edit, a torn disk): `where` names its file (or object),
+    `field` the part that is wrong. Readers refuse it and keep what they had; writers never build on it."""
+
+    def __init__(self, where: str, field: str, rule: str):
+        super().__init__(f"{where}: {field} {rule}")
+        self.where, self.field, self.rule = where, field, rule
+
+
 class Expired(Exception):
     """The changes since the revision a watch started from are no longer kept (Kubernetes' 410 Gone): list
     again and watch from the listing's revision."""
@@ -55,6 +64,7 @@ class Stored:
     name: str
     revision: str
     doc: Mapping[str, Any]
+    invalid: InvalidObject | None = None  # listed but unreadable: `doc` is empty, the caller decides
 
 
 @dataclass(frozen=True)
@@ -74,15 +84,22 @@ class ObjectStore(abc.ABC):
     """The storage contract a desired-state backend implements (file here, Kubernetes objects elsewhere)."""
 
     @abc.abstractmethod
-    async def get(self, kind: str, name: str) -> Stored | None: ...
+    async def get(self, kind: str, name: str) -> Stored | None:
+        """The object, None if there is none; InvalidObject if it exists but cannot be read."""
+
+    def where(self, kind: str, name: str) -> str:
+        """Where an object lives, for messages (a file, a resource name)."""
+        return f"{kind}/{name}"
 
     @abc.abstractmethod
     async def list(self, kinds: Iterable[str]) -> tuple[dict[str, list[Stored]], str]:
-        """Every object of these kinds, and a revision to pass to `watch(since=...)` to see what follows."""
+        """Every object of these kinds (an unreadable one with `invalid` set), and a revision to pass to
+        `watch(since=...)` to see what follows."""
 
     @abc.abstractmethod
     async def put(self, kind: str, name: str, doc: Mapping[str, Any], expect: str | None = None) -> Stored:
-        """Create or replace. With `expect`, only if the object is at that revision, else `Conflict`."""
+        """Create or replace (an unreadable object too, when no `expect` is given). With `expect`, only if
+        the object is at that revision, else `Conflict`."""
 
     @abc.abstractmethod
     async def delete(self, kind: str, name: str, expect: str | None = None) -> str | None:
@@ -162,15 +179,31 @@ class FileObjectStore(ObjectStore):
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def where(self, kind: str, name: str) -> str:
+        return str(self._path(kind, name))
+
     @staticmethod
     def _read_file(path: Path) -> tuple[int, dict[str, Any]] | None:
+        """(revision, doc) of one object file, None when there is none; InvalidObject naming the file and the
+        field when it is not `{"revision": <int>, "doc": {...}}`."""
         try:
-            raw = json.loads(path.read_bytes())
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
-        if not isinstance(raw, dict) or not isinstance(raw.get("doc"), dict):
-            raise ValueError(f"{path}: not an object document")
-        return int(raw["revision"]), raw["doc"]
+        except OSError as e:
+            raise InvalidObject(str(path), "(file)", f"cannot be read: {e.strerror or e}") from None
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InvalidObject(str(path), "(document)", f"is not JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise InvalidObject(str(path), "(document)", f"must be an object, got {type(raw).__name__}")
+        rev = raw.get("revision")
+        if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
+            raise InvalidObject(str(path), "revision", f"must be a whole number >= 0, got {rev!r}")
+        if not isinstance(raw.get("doc"), dict):
+            raise InvalidObject(str(path), "doc", f"must be an object, got {type(raw.get('doc')).__name__}")
+        return rev, raw["doc"]
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
@@ -251,8 +284,8 @@ class FileObjectStore(ObjectStore):
                 for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
                     try:
                         got = self._read_file(p)
-                    except (ValueError, OSError, TypeError) as e:
-                        log.error("skipping unreadable object %s: %s", p, e)
+                    except InvalidObject as e:
+                        items.append(Stored(kind, p.stem, "", {}, e))
                         continue
                     if got is not None:
                         items.append(Stored(kind, p.stem, str(got[0]), got[1]))
@@ -272,7 +305,14 @@ class FileObjectStore(ObjectStore):
         path = self._path(kind, name)
         data = json.dumps(doc, sort_keys=True)  # fails before anything is written if not JSON
         with self._locked():
-            self._check(kind, name, self._read_file(path), expect)
+            try:
+                current = self._read_file(path)
+            except InvalidObject as e:
+                if expect is not None:
+                    raise
+                log.warning("replacing the unreadable object %s", e)
+                current = None
+            self._check(kind, name, current, expect)
             rev = self._last_rev() + 1
             self._append_journal(rev, kind, name, "put")  # first: a crash leaves a skipped line, not a reused rev
             self._write_atomic(path, f'{{"revision": {rev}, "doc": {data}}}'.encode())
@@ -282,7 +322,12 @@ class FileObjectStore(ObjectStore):
     def _delete(self, kind: str, name: str, expect: str | None) -> str | None:
         path = self._path(kind, name)
         with self._locked():
-            current = self._read_file(path)
+            try:
+                current = self._read_file(path)
+            except InvalidObject:
+                if expect is not None:
+                    raise
+                current = (-1, {})  # unreadable, but there: deleting it is what the caller asks
             self._check(kind, name, current, expect)
             if current is None:
                 return None

@@ -5,17 +5,22 @@ is formatted once and written with the body in one `transport.write`, and the re
 C parser (llhttp) in an `asyncio.Protocol` (`_Conn`). Per replica address, idle connections wait in a LIFO
 list (`UpstreamPool`); one idle longer than `keepalive_s`, or closed by the replica, is never handed out.
 
-Small bodies with a known length are read once and sent as bytes (cheapest, one copy); others are streamed
-through, counted against the size limit (with their Content-Length when the client sent one, else chunked).
+Request bodies up to `BodyPolicy.buffer_bytes` (known length or chunked) are read whole *before* a replica slot
+is taken and sent as bytes (cheapest, one copy), so a slow client never holds a slot while its body trickles
+in. Larger ones are streamed through (their first `buffer_bytes` read before the slot), counted against the
+size limit, with their Content-Length when the client sent one, else chunked. Every body must arrive within
+`timeout_s` plus the time `min_rate` allows for what has arrived (`BodyTimeout`: the router answers 408 and
+frees the slot); a client whose connection fails mid-body is `ClientGone`, never blamed on the replica.
 Responses with a small known length are read whole, others are streamed back chunk by chunk.
 
 Failures, and what the caller may do about them:
 - `ConnectFailed`: the connection to the replica could not be made, nothing was sent: retry elsewhere.
-- a *reused* keep-alive connection that turns out closed (the replica closed it while it was idle, and the
-  close crossed our request) before any byte of the response came back is retried once on a fresh
-  connection to the same replica, when the body can be sent again (bytes, or a stream not yet read from).
-  That is the standard rule (RFC 9112 9.3.1, as browsers and Go's net/http do); it never applies to a new
-  connection or once a response byte arrived, so a request is never run twice because of it.
+- a *reused* keep-alive connection that turns out closed before any byte of the response came back is
+  retried once on a fresh connection to the same replica only for a `replayable` request (GET, or a service
+  that declared its requests idempotent) whose body can be sent again. A POST is not: the same symptom is
+  what a replica killed inside `run()` looks like, and RFC 9112 9.3.1 forbids re-sending a non-idempotent
+  request that may have been applied. (The replicas keep idle connections longer than this pool does, so
+  they do not close them under a request in normal operation.)
 - `UpstreamDisconnected`: the connection closed or was reset after the request was sent (the replica may have
   run it); `UpstreamFailed` (its base): any other transport or protocol error after sending. Not retried here.
 """
@@ -38,20 +43,57 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-BUFFER_REQUEST_BYTES = 256 * 1024
 BUFFER_RESPONSE_BYTES = 1024 * 1024
 READ_LIMIT = 2 ** 16                     # the parser's per-read buffer (flow control pauses at twice that)
 HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
-# the key or token is the router's business, not the model's; Expect: this hop does not do 100-continue
-_DROP_REQUEST = HOP_BY_HOP | {"authorization", "expect", "x-request-id", "x-forwarded-for"}
+REPLICA_SECRET_HEADER = "x-openscore-replica-secret"  # proves to a replica that the request came from its router
+# the key or token is the router's business, not the model's; Expect: this hop does not do 100-continue; the
+# replica secret is the router's own (a client's copy is dropped, the router adds the real one)
+_DROP_REQUEST = HOP_BY_HOP | {"authorization", "expect", "x-request-id", "x-forwarded-for", REPLICA_SECRET_HEADER}
 _DROP_RESPONSE = HOP_BY_HOP | {"x-openscore-slots-busy", "x-openscore-slots-total", "x-openscore-queue-length",
                                "server", "date"}
 
 
 class PayloadTooLarge(Exception):
     pass
+
+
+class BodyTimeout(Exception):
+    """The client's body came in slower than the minimum rate the router allows: a 408."""
+
+
+class ClientGone(Exception):
+    """The client's connection failed while its body was being read: nobody is left to answer."""
+
+
+@dataclass(frozen=True)
+class BodyPolicy:
+    """How request bodies are read. A body must be complete by `timeout_s` after the request head plus
+    1/`min_rate` seconds per byte received, so a fast upload of any size passes and a trickle does not."""
+    buffer_bytes: int = 1024 * 1024   # read whole before a slot is taken
+    timeout_s: float = 30.0
+    min_rate: float = 32 * 1024.0     # bytes per second
+
+    def deadline(self, start: float, received: int) -> float:
+        return start + self.timeout_s + received / self.min_rate
+
+
+async def _chunk(stream: aiohttp.StreamReader, policy: BodyPolicy, start: float, received: int) -> bytes:
+    """The next piece of the client's body, within the body deadline."""
+    left = policy.deadline(start, received) - time.monotonic()
+    if left <= 0:
+        raise BodyTimeout()
+    try:
+        async with asyncio.timeout(left):
+            return await stream.readany()
+    except TimeoutError:
+        raise BodyTimeout() from None
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # the client's connection failed or its framing broke mid-body
+        raise ClientGone(f"{type(e).__name__}: {e}") from None
 
 
 class ConnectFailed(Exception):
@@ -91,33 +133,62 @@ def upstream_headers(request: BaseRequest, request_id: str) -> list[tuple[str, s
     return out
 
 
-async def read_body(request: BaseRequest, limit: int) -> bytes | LimitedStream | None:
-    """Bytes for small known-length bodies, a counting stream otherwise; None for no body."""
+async def read_body(request: BaseRequest, limit: int, policy: BodyPolicy = BodyPolicy(),
+                    start: float | None = None) -> bytes | LimitedStream | None:
+    """Bytes for bodies up to `policy.buffer_bytes`, read before any slot is taken; for larger ones a counting
+    stream holding what was read so far. None for no body. Raises PayloadTooLarge, BodyTimeout, ClientGone."""
     if request.method != "POST":
         return None
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge()
-    if length is not None and length <= BUFFER_REQUEST_BYTES:
-        return await request.read() if length else b""
-    return LimitedStream(request.content, limit, length)
+    if length == 0:
+        return b""
+    stream = request.content
+    if stream.is_eof():  # the common case: the whole body came with the head
+        data = stream.read_nowait(-1)
+        if len(data) > limit:
+            raise PayloadTooLarge()
+        return data
+    start = time.monotonic() if start is None else start
+    bound = min(policy.buffer_bytes, limit)
+    chunks: list[bytes] = []
+    seen = 0
+    while seen <= bound:
+        chunk = await _chunk(stream, policy, start, seen)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        seen += len(chunk)
+    if seen > limit:
+        raise PayloadTooLarge()
+    return LimitedStream(stream, limit, length, chunks, policy, start)
 
 
 class LimitedStream:
-    """The client's body, passed through as it arrives, counted against the limit. `length` is the client's
-    Content-Length (None: chunked); `started` says whether any of it was read (then it cannot be re-sent)."""
+    """The client's body, passed through as it arrives, counted against the limit and held to the body
+    deadline. `length` is the client's Content-Length (None: chunked); `prefix` is what was read before the
+    slot was taken; `started` says whether any of it was sent (then it cannot be re-sent)."""
 
-    def __init__(self, stream: aiohttp.StreamReader, limit: int, length: int | None = None):
+    def __init__(self, stream: aiohttp.StreamReader, limit: int, length: int | None = None,
+                 prefix: list[bytes] | None = None, policy: BodyPolicy = BodyPolicy(), start: float | None = None):
         self.stream = stream
         self.limit = limit
         self.length = length
+        self.prefix = prefix or []
+        self.policy = policy
+        self.start = time.monotonic() if start is None else start
         self.exceeded = False
         self.started = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
+        for chunk in self.prefix:
+            self.started = True
+            seen += len(chunk)
+            yield chunk
         while True:
-            chunk = await self.stream.readany()
+            chunk = await _chunk(self.stream, self.policy, self.start, seen)
             self.started = True
             if not chunk:
                 return
@@ -355,11 +426,15 @@ class UpstreamPool:
 
     # ------------------------------------------------------------------ one exchange
     async def send(self, method: str, address: str, path: str, headers: list[tuple[str, str]],
-                   body: bytes | LimitedStream | None) -> Upstream:
+                   body: bytes | LimitedStream | None, replayable: bool | None = None) -> Upstream:
         """Send the request and read the response head (and a small body whole).
 
-        Raises ConnectFailed (nothing sent), PayloadTooLarge (a streamed body over the limit),
-        UpstreamDisconnected / UpstreamFailed after sending."""
+        `replayable`: the request may be sent again if a reused connection turns out closed (default: GET
+        and HEAD only). Raises ConnectFailed (nothing sent), PayloadTooLarge / BodyTimeout / ClientGone (a
+        streamed body over the limit, too slow, or cut off by the client), UpstreamDisconnected /
+        UpstreamFailed after sending."""
+        if replayable is None:
+            replayable = method in ("GET", "HEAD")
         hostport = self._target(address)[2]
         stream: LimitedStream | None
         plain: bytes | None
@@ -394,8 +469,8 @@ class UpstreamPool:
                 message, payload = await fut
             except _Lost as e:
                 conn.close()
-                if reused and not e.got_bytes and not (stream is not None and stream.started):
-                    continue  # a stale keep-alive connection: once more on a fresh one
+                if reused and replayable and not e.got_bytes and not (stream is not None and stream.started):
+                    continue  # a stale keep-alive connection and a request that may be re-sent: once more
                 raise UpstreamDisconnected(str(e)) from None
             except BaseException:
                 conn.close()

@@ -67,10 +67,10 @@ def replica_plan(spec: VersionSpec, *, service: str, port: int = DEFAULT_PORT, h
     """Translate one version's spec into what each of its replicas runs.
 
     `host`/`port`: where the replica listens (loopback and a free port for local processes; 0.0.0.0 and 5001
-    in a pod). `python`: the interpreter (a pod's image has its own). `graceful_s`: how long the replica
-    drains on SIGTERM. `readiness_*`: the readiness probe once ready (liveness is the spec's
-    livenessProbeRequirements)."""
-    argv = (python, "-m", "openscore", "serve", "--entry-script", spec.entry_script,
+    in a pod). `python`: the interpreter (a pod's image has its own; the spec's pythonInterpreter, a built
+    environment, wins). `graceful_s`: how long the replica drains on SIGTERM. `readiness_*`: the readiness
+    probe once ready (liveness is the spec's livenessProbeRequirements)."""
+    argv = (spec.python or python, "-m", "openscore", "serve", "--entry-script", spec.entry_script,
             "--app-root", spec.app_root, "--model-dir", spec.model_dir, "--host", host, "--port", str(port),
             "--max-concurrent-requests", str(spec.slots_per_replica), "--workers", str(spec.workers),
             "--scoring-timeout-ms", str(spec.scoring_timeout_ms), "--graceful-timeout-s", str(int(graceful_s)),

@@ -55,6 +55,19 @@ class RouterSettings(BaseSettings):
     graceful_timeout_s: float = Field(30.0, ge=0, allow_inf_nan=False, description="drain time on SIGTERM")
     drain_timeout_s: float = Field(330.0, ge=0, allow_inf_nan=False,
                                    description="longest wait for an old replica's in-flight requests")
+    # slow and idle clients
+    request_buffer_bytes: int = Field(1024 * 1024, ge=0, le=64 * 1024 * 1024,
+                                      description="request bodies up to this size are read whole before a "
+                                                  "replica slot is taken")
+    body_timeout_s: float = Field(30.0, gt=0, allow_inf_nan=False,
+                                  description="a request body must arrive within this, plus 1 s per "
+                                              "min_upload_bytes_per_s bytes received, else 408")
+    min_upload_bytes_per_s: float = Field(32 * 1024.0, gt=0, allow_inf_nan=False,
+                                          description="the slowest upload rate the body deadline allows")
+    header_timeout_s: float = Field(15.0, gt=0, allow_inf_nan=False,
+                                    description="a request's headers must arrive within this, seconds")
+    max_connections: int = Field(4096, ge=1, le=1_000_000,
+                                 description="open client connections at most; idle ones are closed first")
     # logging
     access_log: bool = Field(True, description="one line per request")
     log_level: LogLevel = Field("info", description="debug, info, warning, error or critical")

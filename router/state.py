@@ -10,6 +10,7 @@ a `signing-keys` secret), each object has its own revision, a write naming a sta
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import secrets
 import time
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from openscore.router.config import ConfigError, ServiceSpec, parse_service
+from openscore.router.config import ConfigError, ServiceSpec, check_key_value, parse_service
 from openscore.router.objects import Conflict, Event, FileObjectStore, ObjectStore, Stored
 from openscore.router.objects import Expired as Expired  # re-exported: callers need only this module
+from openscore.router.objects import InvalidObject as InvalidObject
 
 log = logging.getLogger("openscore.router.store")
 KEY_TYPES = ("primary", "secondary")
@@ -95,28 +97,73 @@ class DesiredState:
     services: Mapping[str, ServiceRecord] = field(default_factory=dict)
     keys: Mapping[str, ServiceKeys] = field(default_factory=dict)
     signing_keys: SigningKeys = SigningKeys()
+    invalid: frozenset[tuple[str, str]] = frozenset()  # (kind, name) of objects refused: keep what you had
 
 
 class NotFound(KeyError):
     pass
 
 
+class KeysUnusable(Exception):
+    """A service exists but its keys object is missing or invalid: keys are never made up for it behind the
+    operator's back (every client's key would stop working). Fix the file, or regenerate deliberately."""
+
+    def __init__(self, name: str, where: str, problem: str):
+        super().__init__(f"the keys of service {name} ({where}) {problem}; they are not regenerated "
+                         f"silently: restore the file, give keys.primaryKey and keys.secondaryKey in the "
+                         f"service's document, or regenerate them with POST /admin/v1/services/{name}/"
+                         "regenerateKeys (keyType Primary, then Secondary)")
+        self.name, self.where = name, where
+
+
 # ---------------------------------------------------------------------- documents <-> values
-def _service(s: Stored) -> ServiceRecord:
-    config = s.doc["config"]
-    spec = parse_service(s.name, config, "/", path=f"services.{s.name}")
-    return ServiceRecord(s.name, config, spec, s.revision, s.doc.get("previousConfig"))
+# Each raises InvalidObject naming the object's file (`where`) and the field, for any document it cannot use.
+def _service(s: Stored, where: str) -> ServiceRecord:
+    if s.invalid is not None:
+        raise s.invalid
+    config = s.doc.get("config")
+    if not isinstance(config, dict):
+        raise InvalidObject(where, "doc.config", f"must be an object (the service's document), got "
+                                                 f"{type(config).__name__}")
+    try:
+        spec = parse_service(s.name, config, "/", path=f"services.{s.name}")
+    except ConfigError as e:
+        raise InvalidObject(where, f"doc.config ({e.key})", e.rule) from None
+    previous = s.doc.get("previousConfig")
+    return ServiceRecord(s.name, config, spec, s.revision, previous if isinstance(previous, dict) else None)
 
 
-def _keys(s: Stored) -> ServiceKeys:
-    return ServiceKeys(s.name, s.doc["primaryKey"], s.doc["secondaryKey"], s.revision)
+def _keys(s: Stored, where: str) -> ServiceKeys:
+    if s.invalid is not None:
+        raise s.invalid
+    values = []
+    for k in ("primaryKey", "secondaryKey"):
+        v = s.doc.get(k)
+        if not isinstance(v, str):
+            raise InvalidObject(where, f"doc.{k}", "is missing" if v is None else f"must be a string, got {v!r}")
+        try:
+            values.append(check_key_value(v, k))
+        except ConfigError as e:
+            raise InvalidObject(where, f"doc.{k}", e.rule) from None
+    return ServiceKeys(s.name, values[0], values[1], s.revision)
 
 
-def _signing(s: Stored | None) -> SigningKeys:
+def _signing(s: Stored | None, where: str = SIGNING_KEYS) -> SigningKeys:
     if s is None:
         return SigningKeys()
-    return SigningKeys(tuple(SigningKey(k["kid"], base64.b64decode(k["secret"]), k["created"], k.get("retired_at"),
-                                        k.get("valid_until")) for k in s.doc["keys"]), s.revision)
+    if s.invalid is not None:
+        raise s.invalid
+    raw = s.doc.get("keys")
+    if not isinstance(raw, list):
+        raise InvalidObject(where, "doc.keys", "must be a list")
+    out = []
+    for i, k in enumerate(raw):
+        try:
+            out.append(SigningKey(str(k["kid"]), base64.b64decode(k["secret"], validate=True), float(k["created"]),
+                                  k.get("retired_at"), k.get("valid_until")))
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
+            raise InvalidObject(where, f"doc.keys[{i}]", f"is not a signing key ({type(e).__name__}: {e})") from None
+    return SigningKeys(tuple(out), s.revision)
 
 
 def _signing_doc(key: SigningKey) -> dict[str, Any]:
@@ -128,8 +175,8 @@ def _signing_doc(key: SigningKey) -> dict[str, Any]:
     return d
 
 
-def _value(kind: str, s: Stored) -> ServiceRecord | ServiceKeys | SigningKeys:
-    return _service(s) if kind == SERVICE else _keys(s) if kind == SERVICE_KEYS else _signing(s)
+def _value(kind: str, s: Stored, where: str) -> ServiceRecord | ServiceKeys | SigningKeys:
+    return _service(s, where) if kind == SERVICE else _keys(s, where) if kind == SERVICE_KEYS else _signing(s, where)
 
 
 class StateStore:
@@ -151,34 +198,58 @@ class StateStore:
                 continue
         return await fn()
 
+    def _where(self, kind: str, name: str) -> str:
+        try:
+            return self.objects.where(kind, name)
+        except ValueError:
+            return f"{kind}/{name}"
+
     # ------------------------------------------------------------------ reading
     async def snapshot(self) -> DesiredState:
+        """Everything valid; each refused object is logged (file and field) and named in `invalid`, so the
+        caller keeps what it had for it."""
         listing, rev = await self.objects.list((SERVICE, SERVICE_KEYS, SIGNING_KEYS))
+        invalid: set[tuple[str, str]] = set()
         services = {}
         for s in listing[SERVICE]:
             try:
-                services[s.name] = _service(s)
-            except (ConfigError, KeyError, TypeError) as e:  # a broken object: serve the others, say why
-                log.error("service %s in the store is invalid, ignored: %s", s.name, e)
+                services[s.name] = _service(s, self._where(SERVICE, s.name))
+            except InvalidObject as e:  # a broken object: serve the others, say why
+                log.error("refusing service %s: %s", s.name, e)
+                invalid.add((SERVICE, s.name))
         keys = {}
         for s in listing[SERVICE_KEYS]:
             try:
-                keys[s.name] = _keys(s)
-            except (KeyError, TypeError) as e:
-                log.error("keys of service %s in the store are invalid, ignored: %s", s.name, e)
-        signing = [s for s in listing[SIGNING_KEYS] if s.name == SIGNING_KEYS_NAME]
-        return DesiredState(rev, services, keys, _signing(signing[0] if signing else None))
+                keys[s.name] = _keys(s, self._where(SERVICE_KEYS, s.name))
+            except InvalidObject as e:
+                log.error("refusing the keys of service %s: %s", s.name, e)
+                invalid.add((SERVICE_KEYS, s.name))
+        for name, rec in services.items():
+            if name not in keys and (SERVICE_KEYS, name) not in invalid and rec.spec.auth_enabled:
+                log.error("service %s has no keys object (%s): every key is refused until they are restored or "
+                          "regenerated (POST /admin/v1/services/%s/regenerateKeys)", name,
+                          self._where(SERVICE_KEYS, name), name)
+        signing = SigningKeys()
+        for s in listing[SIGNING_KEYS]:
+            if s.name == SIGNING_KEYS_NAME:
+                try:
+                    signing = _signing(s, self._where(SIGNING_KEYS, s.name))
+                except InvalidObject as e:
+                    log.error("refusing the token signing keys: %s", e)
+                    invalid.add((SIGNING_KEYS, s.name))
+        return DesiredState(rev, services, keys, signing, frozenset(invalid))
 
     async def get_service(self, name: str) -> ServiceRecord | None:
         s = await self.objects.get(SERVICE, name)
-        return _service(s) if s else None
+        return _service(s, self._where(SERVICE, name)) if s else None
 
     async def get_keys(self, name: str) -> ServiceKeys | None:
         s = await self.objects.get(SERVICE_KEYS, name)
-        return _keys(s) if s else None
+        return _keys(s, self._where(SERVICE_KEYS, name)) if s else None
 
     async def signing_keys(self) -> SigningKeys:
-        return _signing(await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME))
+        s = await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME)
+        return _signing(s, self._where(SIGNING_KEYS, SIGNING_KEYS_NAME))
 
     async def watch(self, since: str | None = None) -> AsyncIterator[Change]:
         """Every change after `since` (a snapshot's revision; now when None), in order, pushed; `Expired` when
@@ -188,17 +259,17 @@ class StateStore:
             if change is not None:
                 yield change
 
-    @staticmethod
-    def _change(ev: Event) -> Change | None:
+    def _change(self, ev: Event) -> Change | None:
         if ev.kind not in (SERVICE, SERVICE_KEYS, SIGNING_KEYS):
             return None
         if ev.doc is None:
             return Change(ev.kind, ev.name, ev.revision, None)
         try:
             return Change(ev.kind, ev.name, ev.revision, _value(ev.kind, Stored(ev.kind, ev.name, ev.revision,
-                                                                                ev.doc)))
-        except (ConfigError, KeyError, TypeError, ValueError) as e:
-            log.error("ignoring an invalid %s %s at revision %s: %s", ev.kind, ev.name, ev.revision, e)
+                                                                                ev.doc), self._where(ev.kind, ev.name)))
+        except InvalidObject as e:
+            log.error("refusing %s %s at revision %s, keeping the last good one: %s", ev.kind, ev.name,
+                      ev.revision, e)
             return None
 
     # ------------------------------------------------------------------ services
@@ -216,13 +287,21 @@ class StateStore:
         await self._ensure_keys(name, spec.primary_key, spec.secondary_key)  # first: no service without keys
 
         async def write() -> ServiceRecord:
-            current = await self.objects.get(SERVICE, name)
+            try:
+                current = await self.objects.get(SERVICE, name)
+            except InvalidObject as e:
+                if revision is not None:
+                    raise
+                log.warning("service %s: replacing its unreadable document (%s)", name, e)
+                current = None
             if current is not None and current.doc.get("config") == doc:
                 if revision is not None and current.revision != revision:
                     raise Conflict(SERVICE, name, revision, current.revision)
-                return ServiceRecord(name, doc, plain, current.revision, current.doc.get("previousConfig"))
+                prev = current.doc.get("previousConfig")
+                return ServiceRecord(name, doc, plain, current.revision, prev if isinstance(prev, dict) else None)
             new: dict[str, Any] = {"config": doc}
             previous = current.doc.get("config") if current else None
+            previous = previous if isinstance(previous, dict) else None
             if previous is not None:
                 new["previousConfig"] = previous
             expect = revision if revision is not None else (current.revision if current else None)
@@ -270,42 +349,70 @@ class StateStore:
         return await self._retry(write)
 
     # ------------------------------------------------------------------ keys
-    async def _ensure_keys(self, name: str, primary: str | None, secondary: str | None) -> ServiceKeys:
+    async def _ensure_keys(self, name: str, primary: str | None, secondary: str | None,
+                           regenerate: bool = False) -> ServiceKeys:
+        """The service's keys with `primary`/`secondary` set where given. Others are kept; they are made up
+        only for a new service, or when the operator regenerates (`regenerate`): for an existing service
+        whose keys object is missing or invalid, KeysUnusable."""
+        where = self._where(SERVICE_KEYS, name)
+
         async def write() -> ServiceKeys:
-            current = await self.objects.get(SERVICE_KEYS, name)
-            old = current.doc if current else {}
-            doc = {"primaryKey": primary or old.get("primaryKey") or new_key(),
-                   "secondaryKey": secondary or old.get("secondaryKey") or new_key()}
+            problem = ""
+            try:
+                current = await self.objects.get(SERVICE_KEYS, name)
+                ks = _keys(current, where) if current else None
+                old = {"primary": ks.primary, "secondary": ks.secondary} if ks else {}
+            except InvalidObject as e:
+                current, old, problem = None, {}, f"are invalid ({e.field} {e.rule})"
+            if current is None and not problem and await self._service_exists(name):
+                problem = "are missing"
+            if problem and not regenerate and not (primary and secondary):
+                raise KeysUnusable(name, where, problem)
+            if problem:
+                log.warning("service %s: its keys %s; writing new ones as asked", name, problem)
+            doc = {"primaryKey": primary or old.get("primary") or new_key(),
+                   "secondaryKey": secondary or old.get("secondary") or new_key()}
             if current is not None and doc == dict(current.doc):
-                return _keys(current)
+                return _keys(current, where)
             s = await self.objects.put(SERVICE_KEYS, name, doc, current.revision if current else None)
-            return _keys(s)
+            return _keys(s, where)
 
         return await self._retry(write)
+
+    async def _service_exists(self, name: str) -> bool:
+        try:
+            return await self.objects.get(SERVICE, name) is not None
+        except InvalidObject:
+            return True  # there, if unreadable: its keys are not new
 
     async def set_key(self, name: str, key_type: str, value: str | None = None) -> ServiceKeys:
         """Regenerate (value None) or set the primary/secondary key; the old value is gone at once."""
         kt = key_type.lower()
         if kt not in KEY_TYPES:
             raise ValueError(f"keyType must be 'Primary' or 'Secondary', got {key_type!r}")
-        if value is not None and (not isinstance(value, str) or len(value) < 8):
-            raise ValueError("keyValue must be a string of at least 8 characters")
+        if value is not None:
+            if not isinstance(value, str):
+                raise ConfigError("keyValue", f"must be a string, got {type(value).__name__}")
+            check_key_value(value, "keyValue")
         v = value or new_key()
-        if await self.objects.get(SERVICE, name) is None:
+        if not await self._service_exists(name):
             raise NotFound(name)
-        return await self._ensure_keys(name, v if kt == "primary" else None, v if kt == "secondary" else None)
+        return await self._ensure_keys(name, v if kt == "primary" else None, v if kt == "secondary" else None,
+                                       regenerate=True)
 
     # ------------------------------------------------------------------ token signing keys
     async def _update_signing(self, fn: Callable[[list[SigningKey]], list[SigningKey] | None]) -> SigningKeys:
+        where = self._where(SIGNING_KEYS, SIGNING_KEYS_NAME)
+
         async def write() -> SigningKeys:
             current = await self.objects.get(SIGNING_KEYS, SIGNING_KEYS_NAME)
-            keys = list(_signing(current).keys)
+            keys = list(_signing(current, where).keys)
             new = fn(keys)
             if new is None:
-                return _signing(current)
+                return _signing(current, where)
             s = await self.objects.put(SIGNING_KEYS, SIGNING_KEYS_NAME, {"keys": [_signing_doc(k) for k in new]},
                                        current.revision if current else None)
-            return _signing(s)
+            return _signing(s, where)
 
         return await self._retry(write)
 

@@ -9,6 +9,9 @@ Contract (what the deployer's Kubernetes target must also honour):
 - `remove_replica(key, id)` stops one replica the router has already taken out of routing and drained,
   and lowers the wanted count by one (scale-down never picks a busy replica at random).
 - A replica is routable only while `ready`; "running but not ready" is a normal state.
+- Each replica gets its own random secret (`ReplicaInfo.secret`, in its environment as
+  `OPENSCORE_REPLICA_SECRET`); the router sends it on every request, and the replica refuses scoring
+  requests without it, so a replica's address is never a way around the router's auth.
 - What a replica runs (command, environment, probes, resources, image, instance type) is
   `openscore.router.replica_plan.replica_plan(spec, ...)`: every target builds its replicas from it.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from openscore.router.config import VersionSpec
 
@@ -36,6 +39,8 @@ class ReplicaInfo:
     slots: int | None = None  # slots the replica reports (GET /slots), None until known
     outdated: bool = False   # runs an older template; to be drained and removed
     reason: str = ""         # why it is not ready (init failure, exit code...)
+    # sent by the router as `x-openscore-replica-secret` on every request: the replica answers nobody else
+    secret: str = field(default="", repr=False)
 
     @property
     def ready(self) -> bool:

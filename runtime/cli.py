@@ -34,6 +34,10 @@ def add_serve_command(sub: Any) -> argparse.ArgumentParser:
     a("--scoring-timeout-ms", dest="scoring_timeout_ms", help="run() timeout (SCORING_TIMEOUT_MS, 3600000)")
     a("--max-body-bytes", dest="max_body_bytes", help="request body limit, 413 beyond (104857600)")
     a("--body-read-timeout-s", dest="body_read_timeout_s", help="408 when a body takes longer to arrive (60)")
+    a("--header-timeout-s", dest="header_timeout_s",
+      help="close a connection whose request headers are not complete within this (15)")
+    a("--max-connections", dest="max_connections",
+      help="open connections per worker; beyond it idle keep-alive ones are closed, else new ones (4096)")
     a("--graceful-timeout-s", dest="graceful_timeout_s", help="drain time on SIGTERM (30)")
     a("--max-stuck-threads", dest="max_stuck_threads",
       help="abandoned run() threads after which a worker is replaced (16)")
@@ -91,6 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"openscore serve: error: {e}", file=sys.stderr)
         return 1
+    from openscore.runtime.settings import ENV_REPLICA_SECRET
+    os.environ.pop(ENV_REPLICA_SECRET, None)  # kept in the settings only: the entry script never sees it
 
     from openscore.runtime.logs import configure_logging
     configure_logging(settings.log_format, settings.log_level)

@@ -21,6 +21,7 @@ import orjson
 
 from openscore.accelerators import AcceleratorError, InvalidInputError, QueueFullError, QueueTimeoutError
 from openscore.accelerators import metrics as model_metrics
+from openscore.accelerators.tensors import batch_rows, normalize
 from openscore.runtime import metrics
 from openscore.runtime.entry_script import InputMode
 from openscore.runtime.incoming_request import IncomingRequest
@@ -35,6 +36,10 @@ from openscore.runtime.slots import Overloaded, SlotGate
 log = logging.getLogger("openscore.worker")
 
 MAX_ID_LENGTH = 100
+# Bodies above this are decoded (JSON, tensors, run()'s arguments) on a thread: decoding 85 MB of JSON takes
+# seconds, which on the event loop would stall every other request, health checks included. Below it the
+# thread handoff would cost more than the decoding.
+OFFLOAD_DECODE_BYTES = 256 * 1024
 
 
 class RequestIdTooLong(ValueError):
@@ -186,7 +191,10 @@ class DataPlane:
         if req.method == "OPTIONS" and script.mode is not InputMode.RAW:
             return ScoreResult(200, [("Content-Type", "text/html; charset=utf-8")], b"")
         try:
-            kwargs = run_arguments(script, req)
+            if len(req.body) > OFFLOAD_DECODE_BYTES:
+                kwargs = await asyncio.to_thread(run_arguments, script, req)
+            else:
+                kwargs = run_arguments(script, req)
         except InputError as e:
             return message_result(e.status, e.message)
         got = await self._acquire()
@@ -214,18 +222,14 @@ class DataPlane:
                  f'object of input name -> list) or {{"<input name>": list, ...}} (inputs: {", ".join(names)}).')
         if req.method != "POST":
             return message_result(400, usage)
-        try:
-            doc = orjson.loads(req.body)
-        except orjson.JSONDecodeError as e:
-            return message_result(400, f"The request body is not valid JSON: {e}")
-        if not isinstance(doc, dict):
-            return message_result(400, usage)
-        if "data" in doc and (len(doc) == 1 or "data" not in names):
-            inputs = doc["data"]
-        elif doc and all(k in names for k in doc):
-            inputs = doc
+        if len(req.body) > OFFLOAD_DECODE_BYTES:  # the JSON and its lists -> arrays, off the event loop
+            inputs = await asyncio.to_thread(_nocode_inputs, req.body, names, usage, model)
         else:
-            return message_result(400, usage)
+            inputs = _nocode_inputs(req.body, names, usage, None)
+        if isinstance(inputs, ScoreResult):
+            if isinstance(inputs, _InvalidInput) and model.metrics:
+                model.metrics.failure("invalid_input")
+            return inputs
         result = await self.infer(model.name, None, inputs, request_id)
         if result.outputs is None:
             return result
@@ -301,6 +305,38 @@ class DataPlane:
         elapsed = loop.time() - start
         self._run_seconds.observe(elapsed)
         return ScoreResult(200, [], b"", run_ms=elapsed * 1000, outputs=outputs)
+
+
+def _nocode_inputs(body: bytes, names: list[str], usage: str, model: Any) -> Any:
+    """A no-code /score body's inputs (with `model`: already validated into arrays), or the 400 to answer."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return message_result(400, f"The request body is not valid JSON: {e}")
+    if not isinstance(doc, dict):
+        return message_result(400, usage)
+    if "data" in doc and (len(doc) == 1 or "data" not in names):
+        inputs = doc["data"]
+    elif doc and all(k in names for k in doc):
+        inputs = doc
+    else:
+        return message_result(400, usage)
+    if model is None:
+        return inputs
+    try:  # what model.prepare() does, less its metrics (written on the loop thread only)
+        tensors = normalize(inputs, model.inputs)
+        if model.batchable:
+            batch_rows(tensors)
+        return tensors
+    except ValueError as e:
+        text = f"Invalid input: {e}"
+        return _InvalidInput(400, [("Content-Type", JSON_CONTENT_TYPE)], orjson.dumps({"message": text}), message=text)
+
+
+class _InvalidInput(ScoreResult):
+    """A 400 for inputs the model refused, decoded on a thread: counted in the model's metrics on the loop."""
+
+    __slots__ = ()
 
 
 @types.coroutine

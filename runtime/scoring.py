@@ -16,6 +16,7 @@ import orjson
 
 from openscore.runtime import metrics
 from openscore.runtime.entry_script import EntryScript
+from openscore.runtime.repeated_errors import run_errors
 from openscore.runtime.request_context import in_user_run
 from openscore.runtime.response_encoding import JSON_CONTENT_TYPE, UnserializableResult, encode_result
 from openscore.runtime.run_threads import RunThreadPool, ScoringTimeout
@@ -108,8 +109,10 @@ class EntryScriptRunner:
             return message_result(500, f"Scoring timeout after {self.scoring_timeout_ms} ms", run_failed=True)
         self._run_seconds.observe(elapsed)
         if not ok:
-            log.error("run() raised %s for request %s", type(value).__name__, request_id,
-                      exc_info=value if isinstance(value, BaseException) else None)
+            if isinstance(value, BaseException):
+                run_errors.error(log, value, "run() raised %s for request %s", type(value).__name__, request_id)
+            else:
+                log.error("run() failed for request %s: %r", request_id, value)
             return message_result(500, RUN_FAILED_MESSAGE, run_failed=True)
         try:
             enc = encode_result(value, self.numpy_json)

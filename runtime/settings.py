@@ -21,6 +21,7 @@ DEFAULT_PORT = 5001
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000  # azmlinfsrv's own default (AKS deployments set 60 000)
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024  # azureml-fe's payload cap
 ENV_MODEL = "OPENSCORE_MODEL"
+ENV_REPLICA_SECRET = "OPENSCORE_REPLICA_SECRET"
 # the built-in entry script --model stands on (runtime/nocode_score.py)
 NOCODE_SCRIPT = str(Path(__file__).resolve().with_name("nocode_score.py"))
 
@@ -112,6 +113,8 @@ class ServerSettings:
     max_queue_wait_ms: int = _opt("OPENSCORE_MAX_QUEUE_WAIT_MS", _int_parser(0), default=60_000)
     max_body_bytes: int = _opt("OPENSCORE_MAX_BODY_BYTES", _int_parser(1), default=DEFAULT_MAX_BODY_BYTES)
     body_read_timeout_s: int = _opt("OPENSCORE_BODY_READ_TIMEOUT_S", _int_parser(1), default=60)
+    header_timeout_s: float = _opt("OPENSCORE_HEADER_TIMEOUT_S", _float_parser(0.001), default=15.0)
+    max_connections: int = _opt("OPENSCORE_MAX_CONNECTIONS", _int_parser(1, 1_000_000), default=4096)
     graceful_timeout_s: int = _opt("OPENSCORE_GRACEFUL_TIMEOUT_S", _int_parser(0), default=30)
     max_stuck_threads: int = _opt("OPENSCORE_MAX_STUCK_THREADS", _int_parser(1), default=16)
     service_name: str = _opt("SERVICE_NAME", default="ML service")
@@ -135,6 +138,8 @@ class ServerSettings:
     max_batch_size: int = _opt("OPENSCORE_MAX_BATCH_SIZE", _int_parser(1, 4096), default=32)
     max_queue_delay_ms: float = _opt("OPENSCORE_MAX_QUEUE_DELAY_MS", _float_parser(0.0), default=0.0)
     intra_op_threads: int | None = _opt("OPENSCORE_INTRA_OP_THREADS", _int_parser(1, 1024), default=None)
+    # From OPENSCORE_REPLICA_SECRET only (never a flag or the config file): requests must carry it (replica_secret.py)
+    replica_secret: str | None = field(default=None, repr=False, metadata={"env": None, "internal": True})
     # Not a setting: what loading noticed (unknown config-file keys), logged once logging is configured.
     warnings: list[str] = field(default_factory=list, metadata={"env": None, "internal": True})
 
@@ -220,6 +225,7 @@ def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = No
             values[name] = parse(where, raw)
 
     s = ServerSettings(**values)
+    s.replica_secret = environ.get(ENV_REPLICA_SECRET) or None
     if file_used is not None:
         s.warnings.extend(unknown_key_warnings(file_values, f"config file {file_used}"))
     # Azure: AML_APP_ROOT defaults to cwd; the CLI flag's entry script is realpath'ed against cwd.

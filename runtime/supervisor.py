@@ -7,6 +7,7 @@ instead of being refused. The master runs no event loop and no threads, so forki
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -33,6 +34,27 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a freshly forked worker: be SIGKILLed when the supervisor dies, however it dies (kill -9 included).
+
+    Without this a worker outlives a SIGKILLed supervisor as an orphan, still serving the port with nobody to
+    replace, drain or account for it. The supervisor has a single thread, so the death of the thread that forked
+    (what the kernel watches) is the death of the process. A supervisor that died before the call is caught by
+    the parent check after it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its supervisor",
+                        ctypes.get_errno())
+    except (OSError, AttributeError):  # not Linux: the supervisor's shutdown still stops its workers
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 class Supervisor:
     def __init__(self, settings: ServerSettings, sock: socket.socket):
         self.settings = settings
@@ -46,8 +68,10 @@ class Supervisor:
     def spawn(self, index: int) -> None:
         self.table.set_state(index, STOPPED)
         self.ever_ready[index] = False
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
+            die_with_parent(parent)
             code = 1
             try:
                 code = run_worker(self.settings, self.sock, index, self.table)

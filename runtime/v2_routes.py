@@ -6,6 +6,7 @@ error is answered as V2's `{"error": ...}`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from openscore.accelerators.v2_codec import (
     model_metadata,
     parse_header_length,
 )
-from openscore.runtime.data_plane import DataPlane, RequestIds, RequestIdTooLong
+from openscore.runtime.data_plane import OFFLOAD_DECODE_BYTES, DataPlane, RequestIds, RequestIdTooLong
 from openscore.runtime.model_registry import ModelNotFound
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.scoring import ScoreResult, message_result
@@ -159,7 +160,11 @@ class V2Routes:
             got.headers.extend(ids.headers)
             return got
         try:
-            req = decode_infer_request(got, parse_header_length(request.headers.get(HEADER), len(got)))
+            header_length = parse_header_length(request.headers.get(HEADER), len(got))
+            if len(got) > OFFLOAD_DECODE_BYTES:  # seconds for a 95 MB tensor: health checks keep answering
+                req = await asyncio.to_thread(decode_infer_request, got, header_length)
+            else:
+                req = decode_infer_request(got, header_length)
         except V2Error as e:
             return self._answer(ids, message_result(400, str(e)), request, got)
         with self.app.tracking_request():

@@ -20,11 +20,12 @@ from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
 from openscore.http_server import Handler, make_server
-from openscore.runtime import metrics
+from openscore.runtime import content_encoding, metrics
 from openscore.runtime.data_plane import DataPlane, RequestIdTooLong
 from openscore.runtime.device_routes import DevicesRoute
 from openscore.runtime.incoming_request import IncomingRequest
 from openscore.runtime.logs import AccessLog
+from openscore.runtime.replica_secret import REFUSED_MESSAGE, ReplicaSecret
 from openscore.runtime.request_context import current_request_id
 from openscore.runtime.settings import ServerSettings
 from openscore.runtime.swagger import SwaggerDocuments, SwaggerGenerationError, SwaggerVersionError
@@ -82,10 +83,13 @@ class WorkerHttpApp:
         self._server_header = settings.server_version_header
         self.access_log = AccessLog(settings.log_format) if settings.access_log else None
         self._cors = settings.cors_origins
+        self._secret = ReplicaSecret(settings.replica_secret) if settings.replica_secret else None
 
     def make_server(self) -> Server:
-        return make_server(self.handle, max_body_bytes=self.settings.max_body_bytes, log=log,
-                           internal_error_text="An unexpected internal error occurred. Check the logs for more info.")
+        s = self.settings
+        return make_server(self.handle, max_body_bytes=s.max_body_bytes, log=log,
+                           internal_error_text="An unexpected internal error occurred. Check the logs for more info.",
+                           header_timeout_s=s.header_timeout_s, max_connections=s.max_connections)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -121,8 +125,12 @@ class WorkerHttpApp:
         entry = self._routes.get(path)
         if entry is None and path.startswith("/v2/"):
             entry = self.v2.resolve(path)
-        if entry is None:
-            resp: web.StreamResponse = _json_response(404, NOT_FOUND)
+        if self._secret is not None and not self._secret.allows(request.method, path, request.headers):
+            resp: web.StreamResponse = _json_response(403, REFUSED_MESSAGE)
+            resp.force_close()  # its body, if any, is never read
+            label = entry[2] if entry is not None else "other"
+        elif entry is None:
+            resp = _json_response(404, NOT_FOUND)
             label = "other"
         else:
             methods, handler, label = entry
@@ -277,13 +285,25 @@ class WorkerHttpApp:
             resp = _json_response(413, too_large)
             resp.force_close()
             return resp
+        codings = content_encoding.encodings(request.headers.get(hdrs.CONTENT_ENCODING))
         try:
+            content_encoding.check_supported(codings)
             if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
-                return await request.read()
-            async with asyncio.timeout(self.settings.body_read_timeout_s):
-                return await request.read()
+                body = await request.read()
+            else:
+                async with asyncio.timeout(self.settings.body_read_timeout_s):
+                    body = await request.read()
+            if not codings or not body:
+                return body
+            # inflating costs CPU in proportion to the output (a gzip bomb's 1000:1): on a thread, never the loop
+            return await asyncio.to_thread(content_encoding.inflate, body, codings, limit)
         except web.HTTPRequestEntityTooLarge:
             resp = _json_response(413, too_large)
+        except content_encoding.BodyTooLarge:
+            resp = _json_response(413, f"The request body, once decoded ({', '.join(codings)}), is larger than the "
+                                       f"limit of {limit} bytes (--max-body-bytes / OPENSCORE_MAX_BODY_BYTES).")
+        except content_encoding.BadEncoding as e:
+            resp = _json_response(415 if e.unsupported else 400, f"The request body could not be decoded: {e}")
         except TimeoutError:
             resp = _json_response(408, f"Timed out reading the request body after "
                                        f"{self.settings.body_read_timeout_s} s.")

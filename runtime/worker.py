@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from openscore.runtime.data_plane import DataPlane
 from openscore.runtime.entry_script import EntryScript, load_entry_script
 from openscore.runtime.logs import capture_prints
 from openscore.runtime.nocode import check_device, is_nocode, load_configured_model
+from openscore.runtime.repeated_errors import run_errors
 from openscore.runtime.request_context import in_user_run
 from openscore.runtime.run_batch import with_run_batch
 from openscore.runtime.run_threads import RunThreadPool
@@ -47,15 +49,31 @@ class UserExitRefused(BaseException):
 
 
 def _guard_os_exit() -> None:
+    """Refuse os._exit() from run() and from every thread but the worker's main one (threads that run() or init()
+    started have no request context, so the context check alone let them through). The worker's own exit is
+    on the main thread; a process forked from the worker (another pid) exits as usual."""
     real_exit = os._exit
     worker_pid = os.getpid()
+    main = threading.main_thread()
 
     def guarded_exit(code: int) -> None:
-        if in_user_run.get() and os.getpid() == worker_pid:
-            raise UserExitRefused(f"run() called os._exit({code}); refused, the worker keeps serving")
+        if os.getpid() == worker_pid and (in_user_run.get() or threading.current_thread() is not main):
+            caller = ("run() called os._exit" if in_user_run.get() else
+                      f"os._exit called from a thread ({threading.current_thread().name}) with")
+            raise UserExitRefused(f"{caller}({code}); refused, the worker keeps serving")
         real_exit(code)
 
     os._exit = guarded_exit  # type: ignore[assignment]
+    default_hook = threading.excepthook
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, UserExitRefused):  # one line per interval, not a traceback each time
+            run_errors.error(log, args.exc_value, "thread %s stopped: %s",
+                             args.thread.name if args.thread else "?", args.exc_value)
+        else:
+            default_hook(args)
+
+    threading.excepthook = thread_excepthook
 
 
 def _model_dir_listing(model_dir: str, limit: int = 200) -> str:

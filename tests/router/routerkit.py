@@ -26,6 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def replica_secret(pid: int) -> dict[str, str]:
+    """The header a replica started by the router demands (read from the replica's own environment, as any
+    process of the same user could): for tests that talk to a replica directly, e.g. its /metrics."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    for item in environ:
+        if item.startswith(b"OPENSCORE_REPLICA_SECRET="):
+            return {"x-openscore-replica-secret": item.split(b"=", 1)[1].decode()}
+    return {}
+
+
 def service(script: str, **keys: Any) -> dict[str, Any]:
     """An aks deploymentconfig for a script in tests/router/scripts (fixed replicas unless autoscaled)."""
     doc: dict[str, Any] = {"computeType": "aks", "entryScript": str(SCRIPTS / script)}

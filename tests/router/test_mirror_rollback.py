@@ -4,7 +4,7 @@ import re
 import time
 
 import requests
-from routerkit import service
+from routerkit import replica_secret, service
 
 ECHO = str(service("echo.py")["entryScript"])
 
@@ -15,8 +15,8 @@ def version(tag, **keys):
 
 def replica_scores(r, svc, vname):
     """Requests the version's replica itself answered on /score (its own Prometheus counter)."""
-    addr = r.status(svc)["versions"][vname]["replicas"][0]["address"]
-    text = requests.get(f"{addr}/metrics", timeout=5).text
+    replica = r.status(svc)["versions"][vname]["replicas"][0]
+    text = requests.get(f"{replica['address']}/metrics", headers=replica_secret(replica["pid"]), timeout=5).text
     return sum(float(m) for m in re.findall(r'openscore_requests_total\{[^}]*route="score"[^}]*\} (\S+)', text))
 
 

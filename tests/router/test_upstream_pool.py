@@ -132,9 +132,9 @@ def test_keep_alive_reuse_and_headers(loop_factory):
     with_pool(loop_factory, echo, check)
 
 
-def test_stale_reused_connection_is_retried_on_a_fresh_one(loop_factory):
+def test_stale_reused_connection_is_retried_on_a_fresh_one_for_a_get(loop_factory):
     """The replica closes a kept-alive connection just as the next request goes out (no response byte):
-    the request is sent again on a new connection, once."""
+    a GET is sent again on a new connection, once."""
     async def behave(index, n, req, writer):
         if index == 0 and n == 1:
             return False  # close without answering the second request on the first connection
@@ -142,9 +142,28 @@ def test_stale_reused_connection_is_retried_on_a_fresh_one(loop_factory):
 
     async def check(srv, addr, pool):
         assert (await answer(pool, addr)).status == 200
-        up = await answer(pool, addr, b'{"again": 1}')
+        up = await pool.send("GET", addr, "/swagger.json", [], None)
         assert up.status == 200 and json.loads(up.body)["conn"] == 1
         assert srv.connections == 2 and [r[:2] for r in srv.requests] == [(0, 0), (0, 1), (1, 0)]
+    with_pool(loop_factory, behave, check)
+
+
+def test_a_post_on_a_reused_connection_closed_without_answer_is_not_sent_again(loop_factory):
+    """The same symptom is what a replica killed inside run() looks like: a POST may have run, so it is sent
+    once (UpstreamDisconnected), unless the caller says it is replayable."""
+    async def behave(index, n, req, writer):
+        if index == 0 and n == 1:
+            return False
+        return await echo(index, n, req, writer)
+
+    async def check(srv, addr, pool):
+        assert (await answer(pool, addr)).status == 200
+        with pytest.raises(proxy.UpstreamDisconnected):
+            await answer(pool, addr, b'{"again": 1}')
+        assert srv.connections == 1 and [r[:2] for r in srv.requests] == [(0, 0), (0, 1)]
+        assert (await answer(pool, addr)).status == 200  # and the next one on a new connection
+        up = await pool.send("POST", addr, "/score", [], b"{}", replayable=True)  # declared idempotent
+        assert up.status == 200
     with_pool(loop_factory, behave, check)
 
 

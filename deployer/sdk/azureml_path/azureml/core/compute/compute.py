@@ -1,0 +1,5 @@
+"""azureml.core.compute.compute -> openscore.sdk.compute."""
+
+from openscore.sdk.compute import ComputeTarget
+
+__all__ = ["ComputeTarget"]

@@ -1,0 +1,5 @@
+"""azureml.core.conda_dependencies -> openscore.sdk.conda_dependencies."""
+
+from openscore.sdk.conda_dependencies import CondaDependencies
+
+__all__ = ["CondaDependencies"]
