@@ -15,10 +15,12 @@
 #   --extra-packages 'PKGS'   EXTRA_PACKAGES   more requirement specifiers installed in the image
 #   --mirror URL              DEBIAN_MIRROR    Debian mirror for mmdebstrap (http://deb.debian.org/debian)
 #   --builder NAME            BUILDER          buildah (default when installed) or docker
+#   --base-only                                make (or find) the base image, print its name and stop
 #                             PYTHON           Python that makes the wheels: same minor version as the image's
 #                                              (3.11 for bookworm); default .venv/bin/python, else python3
 #                             OPENSCORE_CACHE  where the base tarball is kept by its hash (~/.cache/openscore)
 #                             OPENSCORE_LOCK   a lock file: the CPU-heavy steps run under `flock` on it
+# Every log line says the seconds since the start ([12s]), so a slow step shows where the time went.
 # Exit codes: 0 built, 1 error, 2 bad arguments, 4 no base image could be made (no --base, no mmdebstrap or mirror).
 # Made files (git-ignored): images/.cache/ (the build context with its wheels, a wheel-building venv).
 set -euo pipefail
@@ -34,7 +36,7 @@ DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BUILDER="${BUILDER:-}"
 OPENSCORE_CACHE="${OPENSCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/openscore}"
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --flavour|--flavor) FLAVOUR="$2"; shift 2 ;;
@@ -43,12 +45,13 @@ while [ $# -gt 0 ]; do
     --extra-packages) EXTRA_PACKAGES="$2"; shift 2 ;;
     --mirror) DEBIAN_MIRROR="$2"; shift 2 ;;
     --builder) BUILDER="$2"; shift 2 ;;
+    --base-only) BASE_ONLY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 
-log() { echo "build.sh: $*" >&2; }
+log() { echo "build.sh [${SECONDS}s]: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 heavy() {  # a CPU-heavy step, under the shared lock when one is given
   if [ -n "${OPENSCORE_LOCK:-}" ] && command -v flock >/dev/null; then flock "$OPENSCORE_LOCK" "$@"; else "$@"; fi
@@ -112,6 +115,11 @@ if [ -z "$BASE_IMAGE" ]; then
     import_base "$tarball" "$BASE_IMAGE"
   fi
   LOCAL_BASE=1
+fi
+if [ -n "${BASE_ONLY:-}" ]; then
+  log "base image $BASE_IMAGE"
+  echo "$BASE_IMAGE"
+  exit 0
 fi
 
 # --- 2. wheels for openscore[EXTRAS], the flavour's and EXTRA_PACKAGES, made on the host -----------------------
