@@ -21,6 +21,7 @@ import sys
 import textwrap
 import threading
 import time
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -30,8 +31,16 @@ import requests
 from openscore.images import EnvironmentRecipe, build_deployment_layer, ensure_environment_image, list_images
 
 ROOT = Path(__file__).resolve().parents[2]
-# what the image is made of: the packages' source, the build files, and the metadata pip reads
-IMAGE_SOURCES = ("openscore", "runtime", "accelerators", "images", "pyproject.toml", "README.md")
+
+
+def image_sources() -> tuple[str, ...]:
+    """What the image is made of: every folder pyproject maps a package to (the wheel holds them all), the
+    build files (images/) and the metadata pip reads."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        folders = tomllib.load(f)["tool"]["setuptools"]["package-dir"].values()
+    return tuple(sorted({*folders, "images", "pyproject.toml", "README.md"}))
+
+
 # what works without a systemd/cgroup-delegating host (see README, Images); harmless elsewhere
 RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 ROW = [0.038, 0.051, 0.062, 0.022, -0.044, -0.035, -0.043, -0.003, 0.020, -0.018]
@@ -54,7 +63,7 @@ def _free_port() -> int:
 
 def source_hash() -> str:
     """sha256 over the path and content of every file the image is built from (tracked or not, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", *IMAGE_SOURCES], cwd=ROOT,
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", *image_sources()], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     h = hashlib.sha256()
     for name in sorted(set(files)):
@@ -358,3 +367,93 @@ def test_a_failing_build_step_shows_its_own_output(image):
     assert "the-step-output" in str(e.value)
     assert steps[-1] == f"failed: {e.value.step}"
     assert _podman("image", "exists", recipe.reference(None)).returncode != 0  # nothing was tagged
+
+
+# ---------------------------------------------------------------------- `openscore image build|list` (the CLI)
+def openscore(*args: str, workspace: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OPENSCORE_WORKSPACE": str(workspace), "HOME": str(workspace.parent)}
+    return subprocess.run([sys.executable, "-m", "openscore", *args, "-w", str(workspace)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=workspace.parent)
+
+
+def register_environment(workspace: Path, name: str, dockerfile: str) -> None:
+    """An Azure Environment with a baseDockerfile and no packages to install (user-managed)."""
+    doc = workspace.parent / f"{name}.json"
+    doc.write_text(json.dumps({"name": name, "python": {"userManagedDependencies": True},
+                               "docker": {"baseDockerfile": dockerfile}}))
+    out = openscore("environment", "register", "-f", str(doc), workspace=workspace, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_cli_image_build_shows_each_step_and_the_second_build_is_a_cache_hit(image, registry, tmp_path):
+    ws = tmp_path / "ws"
+    marker = f"cli-{time.monotonic_ns()}"  # a recipe no earlier run has built
+    register_environment(ws, "cli-env", f"FROM {image}\n# a comment\nRUN echo {marker} \\\n  > /etc/cli-step\n")
+    first = openscore("image", "build", "-n", "cli-env", "--registry", registry.host, workspace=ws)
+    assert first.returncode == 0, first.stderr
+    built = json.loads(first.stdout)
+    assert built["cached"] is False and built["name"] == f"{registry.host}/openscore-env"
+    assert built["reference"] == f"{built['name']}@{built['digest']}"
+    steps = first.stderr.splitlines()
+    assert any("STEP" in s and f"RUN echo {marker}" in s for s in steps), first.stderr  # the progress display
+    assert any(s.strip().startswith("pushing ") for s in steps)
+    again = openscore("image", "build", "-n", "cli-env", "--registry", registry.host, workspace=ws)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {**built, "cached": True}
+    assert "cache hit" in again.stderr and "STEP" not in again.stderr
+
+    listed = openscore("image", "list", "--registry", registry.host, "-n", "openscore-env", workspace=ws)
+    assert listed.returncode == 0, listed.stderr
+    assert {"name": built["name"], "tag": built["tag"], "digest": built["digest"]} in [
+        {k: r[k] for k in ("name", "tag", "digest")} for r in json.loads(listed.stdout)]
+    table = openscore("image", "list", "--registry", registry.host, "-o", "table", workspace=ws)
+    assert table.stdout.splitlines()[0].split() == ["name", "tag", "digest", "cached"]
+    assert built["tag"] in table.stdout
+
+
+def test_cli_image_build_failure_shows_the_failing_steps_output(image, tmp_path):
+    ws = tmp_path / "ws"
+    register_environment(ws, "broken", f"FROM {image}\nRUN echo fine\nRUN echo boom-{os.getpid()} && exit 7\n")
+    out = openscore("image", "build", "-n", "broken", workspace=ws)
+    assert out.returncode == 1
+    assert f"RUN echo boom-{os.getpid()} && exit 7" in out.stderr and "its output:" in out.stderr
+    assert f"boom-{os.getpid()}" in out.stderr.split("its output:", 1)[1]
+    assert out.stdout == ""
+
+
+def test_cli_image_bad_input_is_one_clear_error(tmp_path):
+    ws = tmp_path / "ws"
+    missing = openscore("image", "build", "-n", "nope", workspace=ws, timeout=120)
+    assert missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    register_environment(ws, "two-stages", "FROM a AS one\nRUN true\n")
+    stage = openscore("image", "build", "-n", "two-stages", workspace=ws, timeout=120)
+    assert stage.returncode == 1 and "FROM line must name one image" in stage.stderr
+    register_environment(ws, "copying", "FROM localhost/openscore:cpu\nCOPY . /app\n")
+    copying = openscore("image", "build", "-n", "copying", workspace=ws, timeout=120)
+    assert copying.returncode == 1 and "COPY . /app" in copying.stderr and "Traceback" not in copying.stderr
+    host = f"127.0.0.1:{_free_port()}"
+    down = openscore("image", "list", "--registry", host, workspace=ws, timeout=120)
+    assert down.returncode == 1 and f"cannot reach the registry at http://{host}" in down.stderr
+
+
+def test_sdk_environment_build_makes_the_image_in_local_storage(image, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OPENSCORE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.chdir(tmp_path)
+    from openscore.sdk import Environment, Workspace
+    from openscore.sdk.exceptions import UserErrorException
+    ws = Workspace.get("images-sdk")
+    try:
+        env = Environment("sdk-env")
+        env.python.user_managed_dependencies = True  # nothing to install: the image is the base plus a label
+        env.docker.base_image = image
+        env.docker.base_dockerfile = f"FROM {image}\nLABEL ai.openscore.test=sdk-{time.monotonic_ns()}\n"
+        built = env.build(ws)
+        assert built.cached is False and built.name == "localhost/openscore-env"
+        assert _podman("image", "exists", built.by_tag).returncode == 0
+        again = env.build(ws)
+        assert (again.digest, again.cached) == (built.digest, True)
+        with pytest.raises(UserErrorException, match="image_build_compute"):
+            env.build(ws, image_build_compute="cpu-cluster")
+    finally:
+        ws.store.close()
