@@ -481,8 +481,9 @@ def add_image_command(subparsers: Any) -> argparse.ArgumentParser:
     q.add_argument("-v", "--version", help="its version (default: the newest)")
     q.add_argument("--flavour", "--flavor", choices=("cpu", "cuda", "opencl"),
                    help="the runtime flavour (default: cuda when the environment asks for GPU support, else cpu)")
-    q.add_argument("--base", help="the runtime image to build on (default: the environment's docker.baseImage, "
-                                  "else localhost/openscore:FLAVOUR, which images/build.sh makes)")
+    q.add_argument("--base", help="the runtime image to build on (default: the FROM of the environment's "
+                                  "docker.baseDockerfile, else its docker.baseImage, else localhost/openscore:FLAVOUR, "
+                                  "which images/build.sh makes)")
     q.add_argument("--registry", help="push to this registry (host[:port]); default: local storage only, "
                                       "nothing is pushed")
     q.add_argument("--rebuild", action="store_true", help="build even when the image exists")

@@ -18,7 +18,8 @@
 #   --base-only                                make (or find) the base image, print its name and stop
 #                             PYTHON           Python that makes the wheels: same minor version as the image's
 #                                              (3.11 for bookworm); default .venv/bin/python, else python3
-#                             OPENSCORE_CACHE  where the base tarball is kept by its hash (~/.cache/openscore)
+#                             OPENSCORE_CACHE  where the base tarball is kept by its hash, and downloaded wheels
+#                                              (~/.cache/openscore)
 #                             OPENSCORE_LOCK   a lock file: the CPU-heavy steps run under `flock` on it
 # Every log line says the seconds since the start ([12s]), so a slow step shows where the time went.
 # Exit codes: 0 built, 1 error, 2 bad arguments, 4 no base image could be made (no --base, no mmdebstrap or mirror).
@@ -141,8 +142,16 @@ rm -rf "$CONTEXT"
 mkdir -p "$CONTEXT/wheels"
 cp images/check-flavour.sh "$CONTEXT/"
 log "making wheels for openscore[$EXTRAS] $FLAVOUR_PACKAGES $EXTRA_PACKAGES with $PYTHON (Python $PY_MINOR)"
+# wheels downloaded before are kept in $OPENSCORE_CACHE/wheels and offered as links: pip still asks the index for
+# the best version, and copies a kept wheel only when it is that version (so the cache never pins anything)
+WHEEL_CACHE="$OPENSCORE_CACHE/wheels"
+mkdir -p "$WHEEL_CACHE"
 # shellcheck disable=SC2086  # the package lists are lists of requirement specifiers
-heavy "$PYTHON" -m pip wheel -q --disable-pip-version-check -w "$CONTEXT/wheels" ".[$EXTRAS]" $FLAVOUR_PACKAGES $EXTRA_PACKAGES
+heavy "$PYTHON" -m pip wheel -q --disable-pip-version-check --find-links "$WHEEL_CACHE" -w "$CONTEXT/wheels" \
+  ".[$EXTRAS]" $FLAVOUR_PACKAGES $EXTRA_PACKAGES
+# openscore's own wheel is made from this clone each time: only the others are kept
+find "$CONTEXT/wheels" -name '*.whl' ! -name 'openscore-*' -exec cp -n {} "$WHEEL_CACHE/" \;
+log "wheels ready: $(find "$CONTEXT/wheels" -name '*.whl' | wc -l) files, $(du -sm "$CONTEXT/wheels" | cut -f1) MB"
 
 # --- 3. the image ---------------------------------------------------------------------------------------------
 build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "EXTRAS=$EXTRAS"

@@ -5,14 +5,16 @@ storage (an image built here whose push did not happen yet: pushed, not built ag
 only, and nothing is pushed anywhere.
 
 The build: wheels for the pip packages are made on the host (`pip wheel`: the build needs no package index, and
-the Python that makes them must have the image's minor version), then `buildah bud` runs the recipe's steps as
-root and installs the wheels, from a bind mount so that no wheel stays in the image. Every buildah step goes to
-`progress`; a failing step raises BuildError with that step's own output.
+the Python that makes them must have the image's minor version; downloaded wheels are kept for the next build),
+then `buildah bud` runs the recipe's steps as root and installs the wheels, from a bind mount so that no wheel
+stays in the image. Every buildah step goes to `progress`; a failing step raises BuildError with that step's
+own output.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -110,12 +112,26 @@ def build(recipe: EnvironmentRecipe, reference: str, progress: Progress, python:
         (context / "wheels").mkdir()
         if packages:
             progress(f"making wheels for {len(packages)} package(s) with {python}")
+            kept = wheel_cache()
             run_step("pip wheel", [python, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                                   "-w", str(context / "wheels"), *packages], progress)
+                                   "--find-links", str(kept), "-w", str(context / "wheels"), *packages], progress)
+            for wheel in (context / "wheels").glob("*.whl"):
+                if not (kept / wheel.name).exists():
+                    shutil.copyfile(wheel, kept / wheel.name)
         (context / "Dockerfile").write_text(dockerfile(recipe, with_wheels=bool(packages)))
         run_step("buildah bud", [tool("buildah"), "bud", "--isolation=chroot", "--format", "docker",
                                  "--pull=false", "--layers=false", "-f", str(context / "Dockerfile"),
                                  "-t", reference, str(context)], progress)
+
+
+def wheel_cache() -> Path:
+    """Where downloaded wheels are kept between builds ($OPENSCORE_CACHE/wheels, as images/build.sh keeps them).
+    Offered to pip as links: pip still picks the best version from the index, and only skips its download."""
+    root = os.environ.get("OPENSCORE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openscore")
+    path = Path(root) / "wheels"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def run_step(what: str, argv: list[str], progress: Progress) -> None:

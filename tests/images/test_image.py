@@ -371,7 +371,7 @@ def test_a_failing_build_step_shows_its_own_output(image):
 
 # ---------------------------------------------------------------------- `openscore image build|list` (the CLI)
 def openscore(*args: str, workspace: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPENSCORE_WORKSPACE": str(workspace), "HOME": str(workspace.parent)}
+    env = {**os.environ, "OPENSCORE_WORKSPACE": str(workspace)}
     return subprocess.run([sys.executable, "-m", "openscore", *args, "-w", str(workspace)], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=workspace.parent)
 
@@ -437,7 +437,6 @@ def test_cli_image_bad_input_is_one_clear_error(tmp_path):
 
 
 def test_sdk_environment_build_makes_the_image_in_local_storage(image, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("OPENSCORE_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.chdir(tmp_path)
     from openscore.sdk import Environment, Workspace
