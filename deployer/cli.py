@@ -477,25 +477,131 @@ def _env_show(args: argparse.Namespace) -> int:
 
 
 # ====================================================================== image
+IMAGE_COLUMNS = ("name", "tag", "digest", "cached")
+
+
 def add_image_command(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("image", help="container images of deployments (needs openscore.images)")
+    p = subparsers.add_parser("image", help="container images of environments (needs openscore.images)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_VerbParser)
-    for verb in ("build", "list"):
-        q = sub.add_parser(verb, help=f"{verb} images (the images library)")
-        q.add_argument("-n", "--name")
-        _common(q, output=True)
-        q.set_defaults(func=_run(_image, f"image {verb}"))
+    q = sub.add_parser("build", help="build a registered environment's image, once per hash (a cache hit when "
+                                     "the registry or local storage already has it)")
+    q.add_argument("-n", "--name", required=True, help="the registered environment")
+    q.add_argument("-v", "--version", help="its version (default: the newest)")
+    q.add_argument("--flavour", "--flavor", choices=("cpu", "cuda", "opencl"),
+                   help="the runtime flavour (default: cuda when the environment asks for GPU support, else cpu)")
+    q.add_argument("--base", help="the runtime image to build on (default: the FROM of the environment's "
+                                  "docker.baseDockerfile, else its docker.baseImage, else localhost/openscore:FLAVOUR, "
+                                  "which images/build.sh makes)")
+    q.add_argument("--registry", help="push to this registry (host[:port]); default: local storage only, "
+                                      "nothing is pushed")
+    q.add_argument("--rebuild", action="store_true", help="build even when the image exists")
+    _common(q, output=True)
+    q.set_defaults(func=_run(_image_build, "image build"))
+    q = sub.add_parser("list", help="images in a registry, or in local storage")
+    q.add_argument("-n", "--name", help="only repositories whose name contains this")
+    q.add_argument("--registry", help="the registry to list (default: local storage)")
+    _common(q, output=True)
+    q.set_defaults(func=_run(_image_list, "image list"))
     return p
 
 
-def _image(args: argparse.Namespace) -> int:
-    """Images arrive with openscore.images; until it is wired here, say so and what works instead."""
+def _images() -> Any:
     try:
-        import openscore.images  # noqa: F401
+        import openscore.images
     except ImportError:
-        raise DeployError(f"`openscore image {args.verb}` needs container image support (openscore.images), "
-                          "which this openscore does not include; services need no image on the local target: "
-                          "deploy with `openscore model deploy`") from None
-    raise DeployError(f"`openscore image {args.verb}` is not connected to openscore.images in this version; "
-                      "build images with the images library directly, or deploy without one on the local target "
-                      "(`openscore model deploy`)")
+        raise DeployError("container images need the images library (openscore.images), which is not installed "
+                          "in this openscore; the local target runs services without images") from None
+    return openscore.images
+
+
+def _image_json(ref: Any) -> dict[str, Any]:
+    return {"name": ref.name, "tag": ref.tag, "digest": ref.digest, "reference": ref.by_digest,
+            "cached": ref.cached}
+
+
+def environment_recipe(defn: Any, flavour: str | None = None, base: str | None = None) -> Any:
+    """The openscore.images recipe of a deployer EnvironmentDefinition: its base image, docker steps and
+    resolved pip packages (a user-managed environment installs none)."""
+    images = _images()
+    flavour = flavour or ("cuda" if defn.enable_gpu else "cpu")
+    from_image, steps = _dockerfile_steps(defn.base_dockerfile or "", defn.name)
+    steps += _dockerfile_steps(defn.docker_steps or "", defn.name, with_from=False)[1]
+    packages = [] if defn.user_managed_dependencies else defn.resolved_packages()
+    try:
+        return images.EnvironmentRecipe(base_image=base or from_image or defn.base_image
+                                        or f"localhost/openscore:{flavour}",
+                                        docker_steps=tuple(steps), pip_packages=tuple(packages), flavour=flavour)
+    except images.RecipeError as e:
+        raise DeployError(f"environment {defn.name}: {e}") from None
+
+
+def _dockerfile_steps(text: str, env: str, with_from: bool = True) -> tuple[str | None, list[str]]:
+    """(the FROM image, the instructions after it) of a docker.baseDockerfile; continuation lines joined,
+    comments dropped. One stage only: the environment's image is that stage plus the pip packages."""
+    instructions: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instructions.append(pending + line)
+        pending = ""
+    if pending.strip():
+        instructions.append(pending.strip())
+    from_image = None
+    if with_from and instructions and instructions[0].split(None, 1)[0].upper() == "FROM":
+        words = instructions.pop(0).split()
+        if len(words) != 2:
+            raise DeployError(f"environment {env}: the baseDockerfile's FROM line must name one image "
+                              f"(no AS stage or --platform), not {' '.join(words)!r}")
+        from_image = words[1]
+    for step in instructions:
+        if step.split(None, 1)[0].upper() == "FROM":
+            raise DeployError(f"environment {env}: the baseDockerfile has more than one FROM: a multi-stage "
+                              "Dockerfile cannot be an environment (build it as the runtime image and name it "
+                              "in docker.baseImage)")
+    return from_image, instructions
+
+
+def build_environment_image(defn: Any, *, flavour: str | None = None, base: str | None = None,
+                            registry: str | None = None, rebuild: bool = False,
+                            progress: Callable[[str], None] = _say) -> Any:
+    """Build (or find) the environment's image; each build step goes to `progress`. A failing step raises
+    DeployError carrying that step's own output."""
+    images = _images()
+    recipe = environment_recipe(defn, flavour, base)
+    progress(f"environment {defn.name} (version {defn.version}): image {recipe.reference(registry)}")
+    try:
+        return images.ensure_environment_image(recipe, registry=registry, rebuild=rebuild, progress=progress)
+    except images.BuildError as e:
+        raise DeployError(f"building environment {defn.name}'s image failed at {e.step or 'a build step'}; "
+                          f"its output:\n{e.output}") from None
+    except (images.ImageError, images.RecipeError) as e:
+        raise DeployError(f"environment {defn.name}'s image: {e}") from None
+
+
+def _image_build(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    defn = ws.environments.get(args.name, args.version)
+
+    def progress(line: str) -> None:  # the steps on stderr, so stdout stays the JSON/table result
+        print(f"  {line}", file=sys.stderr, flush=True)
+
+    ref = build_environment_image(defn, flavour=args.flavour, base=args.base, registry=args.registry,
+                                  rebuild=args.rebuild, progress=progress)
+    emit(_image_json(ref), args.output, sys.stdout, IMAGE_COLUMNS)
+    return 0
+
+
+def _image_list(args: argparse.Namespace) -> int:
+    images = _images()
+    try:
+        found = images.list_images(args.registry)
+    except (images.ImageError, images.RecipeError) as e:
+        raise DeployError(str(e)) from None
+    rows = [_image_json(r) for r in found if not args.name or args.name in r.repository]
+    emit(rows, args.output, sys.stdout, IMAGE_COLUMNS)
+    return 0

@@ -2,7 +2,8 @@
 
 The object edits an Azure Environment document (the JSON `environment` of an inferenceconfig); the
 deployer (openscore.deployer.environments) reads, hashes, registers and builds it. On the local target an
-environment is a virtual environment built once per hash (`build_local`); images need openscore.images.
+environment is a virtual environment built once per hash (`build_local`); `build` makes its container image
+(openscore.images).
 """
 
 from __future__ import annotations
@@ -120,16 +121,21 @@ class Environment:
             return LocalEnvironmentBuilder(workspace.store).ensure(self.definition())
 
     def build(self, workspace: Workspace, image_build_compute: str | None = None) -> Any:
-        """Build the environment's image: needs openscore.images (the local target needs none: build_local)."""
-        try:
-            import openscore.images  # noqa: F401
-        except ImportError:
+        """Build (once per hash) this environment's container image in local storage, on this machine, and
+        return it (`.by_digest`, `.cached`); the build steps are printed as they run. Needs openscore.images
+        (the local target needs no image: build_local)."""
+        import importlib.util
+        if importlib.util.find_spec("openscore.images") is None:
             raise WebserviceException(
                 "Environment.build builds a container image, which needs openscore.images (not installed here). "
                 "The local target runs environments without images: use env.build_local(ws), or just deploy.",
-                status_code=501) from None
-        raise WebserviceException("Environment.build: image builds are done by `openscore image build` "
-                                  "(openscore.images); the SDK does not drive them yet", status_code=501)
+                status_code=501)
+        if image_build_compute is not None:
+            raise UserErrorException(f"Environment.build: image_build_compute={image_build_compute!r}: openscore "
+                                     "builds images on this machine; leave it out")
+        from openscore.deployer.cli import build_environment_image
+        with as_webservice_errors():
+            return build_environment_image(self.definition())
 
     def clone(self, new_name: str) -> Environment:
         env = copy.deepcopy(self)

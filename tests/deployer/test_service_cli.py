@@ -163,9 +163,12 @@ def test_an_unknown_output_format_is_named(site, verb):
     refused(site, *verb, "-o", "xml", words=("xml", "json", "table"))
 
 
-@pytest.mark.parametrize("verb", ["build", "list"])
-def test_image_verbs_say_they_are_not_available_and_what_works_instead(site, verb):
-    refused(site, "image", verb, "-n", "x", words=(f"openscore image {verb}", "openscore model deploy"))
+def test_an_image_build_of_an_unknown_environment_is_named(site):
+    refused(site, "image", "build", "-n", "nosuchenv", words=("nosuchenv",))
+
+
+def test_an_image_build_without_an_environment_is_a_usage_line(site):
+    refused(site, "image", "build", words=("-n/--name",))
 
 
 def test_a_second_deploy_of_a_running_service_needs_overwrite(site):
