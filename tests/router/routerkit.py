@@ -119,9 +119,9 @@ class RouterProcess:
                 self.proc.wait(5)
         leftovers = []
         for pid in self.seen_pids:  # safety net: never leave a replica behind
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
+            # a live member, not a zombie (a SIGKILLed replica's worker may wait, unreaped, for PID 1), still
+            # there after a moment (one that got its parent-death signal as the router exited is going)
+            if wait_for(lambda pgid=pid: not group_members(pgid), 5.0):
                 continue
             leftovers.append(pid)
             try:
