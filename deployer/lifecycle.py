@@ -202,7 +202,8 @@ class ServiceManager:
         if status is None and fetch:
             status = self._status(client or self.router.running(), row["name"])
         since = float(row["record"].get("operationStarted") or 0.0)
-        return service_state.live_state(row["state"], status, self.router.folder / "logs", row["name"], since)
+        return service_state.live_state(row["state"], status, self.router.folder / "logs", row["name"], since,
+                                        self._deployments_in_use(row))
 
     def _info(self, row: dict[str, Any], state: str, error: dict[str, Any] | None,
               base_url: str | None) -> ServiceInfo:
@@ -313,7 +314,7 @@ class ServiceManager:
     def _deployments_in_use(self, row: dict[str, Any] | None) -> set[str]:
         if row is None:
             return set()
-        return {v.get("deploymentId") for v in row["record"].get("versions", {}).values()}
+        return {str(v["deploymentId"]) for v in row["record"].get("versions", {}).values() if v.get("deploymentId")}
 
     def _router(self, port: int | None, log: Log) -> RouterClient:
         client = self.router.ensure(port)

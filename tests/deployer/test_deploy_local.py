@@ -308,3 +308,44 @@ def test_the_router_is_reused_and_never_another_server_on_its_port(journey, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.slow
+def test_overwriting_a_healthy_service_under_load_ends_healthy_every_time(journey, tmp_path):
+    """`model deploy --overwrite` of a Healthy service, several times in a row while it is scored and scales:
+    the replaced replica drains and stops (its log written during the operation), which is no crash."""
+    ws = journey["ws"]
+    kit.write_script(tmp_path / "echo", "score.py", kit.ECHO_PY)
+    kit.write_json(tmp_path / "ic.json", {"entryScript": "score.py", "sourceDirectory": "echo"})
+    kit.write_json(tmp_path / "dc.json", {"computeType": "aks", "authEnabled": False, "autoScaler": {
+        "autoscaleEnabled": True, "minReplicas": 1, "maxReplicas": 2, "refreshPeriodInSeconds": 1,
+        "targetUtilization": 10}})
+    args = ("model", "deploy", "-n", "overwritten", "--ic", "ic.json", "--dc", "dc.json", "--overwrite")
+    first = kit.cli(ws, *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    uri = kit.last_json(first.stdout)["scoringUri"]
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    s.post(uri, json={"x": 1}, timeout=10)
+                except requests.RequestException:
+                    pass
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(3):
+            r = kit.cli(ws, *args, cwd=tmp_path)
+            assert r.returncode == 0, f"overwrite {i + 1}:\n{r.stdout}\n{r.stderr}"
+            assert 'operation "Succeeded"' in r.stdout
+            show = kit.cli_json(ws, "service", "show", "-n", "overwritten")
+            assert (show["state"], show["error"]) == ("Healthy", None), show
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        assert kit.cli(ws, "service", "delete", "-n", "overwritten").returncode == 0
