@@ -34,6 +34,14 @@ class _VerbParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # An unknown flag after a verb is the verb's mistake: refused here, not by the top-level parser
+        # (which would print its usage and exit 2).
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
 
 def _common(p: argparse.ArgumentParser, *, output: bool = False) -> None:
     p.add_argument("-w", "--workspace", "--workspace-name", dest="workspace",

@@ -202,7 +202,8 @@ class ServiceManager:
         if status is None and fetch:
             status = self._status(client or self.router.running(), row["name"])
         since = float(row["record"].get("operationStarted") or 0.0)
-        return service_state.live_state(row["state"], status, self.router.folder / "logs", row["name"], since)
+        return service_state.live_state(row["state"], status, self.router.folder / "logs", row["name"], since,
+                                        self._deployments_in_use(row))
 
     def _info(self, row: dict[str, Any], state: str, error: dict[str, Any] | None,
               base_url: str | None) -> ServiceInfo:
@@ -310,10 +311,10 @@ class ServiceManager:
             packaging.remove_deployments(self.ws, name, keep={version["deploymentId"]} if version else set())
         return self._info(self._require(name), service_state.TRANSITIONING, None, client.base_url)
 
-    def _deployments_in_use(self, row: dict[str, Any] | None) -> set[str]:
+    def _deployments_in_use(self, row: Mapping[str, Any] | None) -> set[str]:
         if row is None:
             return set()
-        return {v.get("deploymentId") for v in row["record"].get("versions", {}).values()}
+        return {str(v["deploymentId"]) for v in row["record"].get("versions", {}).values() if v.get("deploymentId")}
 
     def _router(self, port: int | None, log: Log) -> RouterClient:
         client = self.router.ensure(port)
@@ -511,22 +512,19 @@ class ServiceManager:
                                    add_tags, remove_tags, add_properties)) and not rebuild:
             raise DeployError("No parameters provided to update.")
         vname = version_name or _default_version(rec)
-        if vname not in rec["versions"]:
-            raise NotFoundError(f"Service {name} has no version {vname} (versions: {', '.join(rec['versions'])})")
+        _require_version(rec, vname, f"Service {name}")
         merged = self._merged_config(rec, vname, deployment_config, changes, name)
         if add_properties:
             clash = [k for k in add_properties if k in rec.get("properties", {})]
             if clash:
                 raise DeployError(f"properties cannot be changed once set, only added: {', '.join(clash)}")
-        started = self._acquire(name, "Update")
-        ok = False
-        new_version: dict[str, Any] | None = None
-        try:
+
+        def change() -> None:
             old = rec["versions"][vname]
             if models is not None or inference_config is not None or environment is not None or rebuild:
-                ic = inference_config or self._stored_inference(old)
-                ms = list(models) if models is not None else [self.ws.models.resolve(m) for m in old["models"]]
-                new_version = self._prepare_version(name, ms, ic, environment, rebuild, log)
+                new_version = self._prepare_version(name, self._version_models(models, old),
+                                                    inference_config or self._stored_inference(old),
+                                                    environment, rebuild, log)
                 new_version["doc"] = old["doc"]
                 rec["versions"][vname] = new_version
             self._apply_config(rec, vname, merged)
@@ -535,19 +533,39 @@ class ServiceManager:
             rec["tags"] = {k: v for k, v in {**rec.get("tags", {}), **(add_tags or {})}.items()
                            if k not in set(remove_tags or ())}
             rec["properties"] = {**rec.get("properties", {}), **(add_properties or {})}
-            rec["operationStarted"] = started
-            client = self.router.ensure()
-            self._put(client, name, rec)
-            self._save(name, row["compute_type"], rec, service_state.TRANSITIONING,
-                       models=[m for v in rec["versions"].values() for m in v["models"]])
-            ok = True
-        finally:
-            if not ok:
-                if new_version is not None:
-                    packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use(row))
-                self._release(name)
-        packaging.remove_deployments(self.ws, name, keep={v["deploymentId"] for v in rec["versions"].values()})
+
+        return self._change(name, "Update", row, rec, change)
+
+    def _change(self, name: str, operation: str, row: Mapping[str, Any], rec: dict[str, Any],
+                change: Callable[[], None]) -> ServiceInfo:
+        """One operation on a stored service, under its lock: `change` edits `rec` (it may make new deployment
+        folders), the router gets it and the workspace stores it as Transitioning (the lock is released when
+        the operation finishes, see wait). On any failure the new folders go and the lock is released; on
+        success the folders no version uses any more go."""
+        started = self._acquire(name, operation)
+        try:
+            change()
+            client = self._publish(name, row, rec, started)
+        except BaseException:
+            packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use(row))
+            self._release(name)
+            raise
+        packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use({"record": rec}))
         return self._info(self._require(name), service_state.TRANSITIONING, None, client.base_url)
+
+    def _publish(self, name: str, row: Mapping[str, Any], rec: dict[str, Any], started: float) -> RouterClient:
+        """The changed record to the router, then stored as Transitioning with the operation's start."""
+        rec["operationStarted"] = started
+        client = self.router.ensure()
+        self._put(client, name, rec)
+        self._save(name, row["compute_type"], rec, service_state.TRANSITIONING,
+                   models=[m for v in rec["versions"].values() for m in v["models"]])
+        return client
+
+    def _version_models(self, models: Sequence[ModelRecord] | None,
+                        old: Mapping[str, Any]) -> Sequence[ModelRecord]:
+        """The models given, else the ones the version has now."""
+        return list(models) if models is not None else [self.ws.models.resolve(m) for m in old["models"]]
 
     def _stored_inference(self, version: Mapping[str, Any]) -> InferenceConfigSpec:
         from openscore.deployer.inference_config import InferenceConfigSpec
@@ -630,26 +648,14 @@ class ServiceManager:
         doc["isDefault"] = bool(is_default)
         doc["type"] = "Control" if is_control_version_type else "Treatment"
         self._check_versions(rec, version_name, doc, endpoint)
-        started = self._acquire(endpoint, "CreateVersion")
-        ok = False
-        version: dict[str, Any] | None = None
-        try:
+
+        def change() -> None:
             version = self._prepare_version(endpoint, models, inference_config, environment, False, log)
             version["doc"] = {k: v for k, v in doc.items() if k not in ("versionName",)}
             rec["versions"][version_name] = version
             self._exclusive(rec, version_name, is_default, is_control_version_type)
-            rec["operationStarted"] = started
-            client = self.router.ensure()
-            self._put(client, endpoint, rec)
-            self._save(endpoint, row["compute_type"], rec, service_state.TRANSITIONING,
-                       models=[m for v in rec["versions"].values() for m in v["models"]])
-            ok = True
-        finally:
-            if not ok:
-                if version is not None:
-                    packaging.remove_deployments(self.ws, endpoint, keep=self._deployments_in_use(row))
-                self._release(endpoint)
-        return self._info(self._require(endpoint), service_state.TRANSITIONING, None, client.base_url)
+
+        return self._change(endpoint, "CreateVersion", row, rec, change)
 
     def update_version(self, endpoint: str, version_name: str, *, models: Sequence[ModelRecord] | None = None,
                        inference_config: InferenceConfigSpec | None = None,
@@ -657,9 +663,7 @@ class ServiceManager:
                        is_default: bool | None = None, is_control_version_type: bool | None = None,
                        log: Log = print) -> ServiceInfo:
         row, rec = self._endpoint(endpoint)
-        if version_name not in rec["versions"]:
-            raise NotFoundError(f"Endpoint {endpoint} has no version {version_name} "
-                                f"(versions: {', '.join(rec['versions'])})")
+        _require_version(rec, version_name, f"Endpoint {endpoint}")
         doc = {**rec["versions"][version_name]["doc"], **(changes or {})}
         if traffic_percentile is not None:
             doc["trafficPercentile"] = traffic_percentile
@@ -670,33 +674,21 @@ class ServiceManager:
         if doc == rec["versions"][version_name]["doc"] and models is None and inference_config is None:
             raise DeployError("No parameters provided to update.")
         self._check_versions(rec, version_name, doc, endpoint)
-        started = self._acquire(endpoint, "UpdateVersion")
-        ok = False
-        try:
+
+        def change() -> None:
             if models is not None or inference_config is not None:
                 old = rec["versions"][version_name]
-                ic = inference_config or self._stored_inference(old)
-                ms = list(models) if models is not None else [self.ws.models.resolve(m) for m in old["models"]]
-                rec["versions"][version_name] = self._prepare_version(endpoint, ms, ic, None, False, log)
+                rec["versions"][version_name] = self._prepare_version(
+                    endpoint, self._version_models(models, old), inference_config or self._stored_inference(old),
+                    None, False, log)
             rec["versions"][version_name]["doc"] = doc
             self._exclusive(rec, version_name, is_default, is_control_version_type)
-            rec["operationStarted"] = started
-            client = self.router.ensure()
-            self._put(client, endpoint, rec)
-            self._save(endpoint, row["compute_type"], rec, service_state.TRANSITIONING,
-                       models=[m for v in rec["versions"].values() for m in v["models"]])
-            ok = True
-        finally:
-            if not ok:
-                self._release(endpoint)
-        packaging.remove_deployments(self.ws, endpoint, keep={v["deploymentId"] for v in rec["versions"].values()})
-        return self._info(self._require(endpoint), service_state.TRANSITIONING, None, client.base_url)
+
+        return self._change(endpoint, "UpdateVersion", row, rec, change)
 
     def delete_version(self, endpoint: str, version_name: str) -> ServiceInfo:
         row, rec = self._endpoint(endpoint)
-        if version_name not in rec["versions"]:
-            raise NotFoundError(f"Endpoint {endpoint} has no version {version_name} "
-                                f"(versions: {', '.join(rec['versions'])})")
+        _require_version(rec, version_name, f"Endpoint {endpoint}")
         if len(rec["versions"]) == 1:
             raise DeployError(f"{version_name} is the only version of endpoint {endpoint}: delete the endpoint "
                               "(`openscore service delete`) instead")
@@ -707,14 +699,10 @@ class ServiceManager:
             rec["versions"][first]["doc"]["isDefault"] = True
         started = self._acquire(endpoint, "DeleteVersion")
         try:
-            rec["operationStarted"] = started
-            client = self.router.ensure()
-            self._put(client, endpoint, rec)
-            self._save(endpoint, row["compute_type"], rec, service_state.TRANSITIONING,
-                       models=[m for v in rec["versions"].values() for m in v["models"]])
+            self._publish(endpoint, row, rec, started)
         finally:
             self._release(endpoint)
-        packaging.remove_deployments(self.ws, endpoint, keep={v["deploymentId"] for v in rec["versions"].values()})
+        packaging.remove_deployments(self.ws, endpoint, keep=self._deployments_in_use({"record": rec}))
         return self.get(endpoint)
 
     def _exclusive(self, rec: dict[str, Any], vname: str, is_default: bool | None, control: bool | None) -> None:
@@ -744,6 +732,11 @@ class ServiceManager:
                  "versions": {n: {**v, "entryScript": "/openscore-deploymentconfig-check/score.py"}
                               for n, v in versions.items()}}
         check_service_document(check, f"endpoint {endpoint}")
+
+
+def _require_version(rec: Mapping[str, Any], vname: str, owner: str) -> None:
+    if vname not in rec["versions"]:
+        raise NotFoundError(f"{owner} has no version {vname} (versions: {', '.join(rec['versions'])})")
 
 
 def _version_document(v: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 `<ws>/router/` is the router's `--workspace` (its store, replica logs and `admin.key`); `<ws>/router.json`
 records the one the deployer started (pid, port, start time). A recorded router is reused only when its pid is
-alive AND it accepts this workspace's admin key: a port some other server owns is never talked to. A router
+alive AND it proves it holds this workspace's admin key (router_client.py: the key is sent only after
+that): a port some other server owns never sees the key. A router
 the user runs as a service of its own (`openscore router --workspace <ws>/router --port N`) is found through
 `router.json`'s `port` or `OPENSCORE_ROUTER_PORT`. Starting is serialised by a lock file, so two CLI
 processes never start two routers for one workspace.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openscore.deployer.errors import DeployError
-from openscore.deployer.router_client import RouterClient
+from openscore.deployer.router_client import NotThisRouter, RouterClient, RouterUnreachable
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
@@ -137,9 +138,18 @@ class LocalRouter:
             candidates.append(int(env_port))
         for port in candidates:
             client = RouterClient(HOST, port, key)
-            if client.ping():
-                self._client = client
-                return client
+            try:
+                if client.identify():
+                    self._client = client
+                    return client
+            except NotThisRouter as e:
+                client.close()
+                if port == (int(env_port) if env_port.isdigit() else None):
+                    raise DeployError(f"OPENSCORE_ROUTER_PORT={port}: {e}; stop that program or point "
+                                      "OPENSCORE_ROUTER_PORT at this workspace's router") from None
+                continue  # a stale record: another program owns the port now; a new router starts elsewhere
+            except RouterUnreachable:
+                pass
             client.close()
         return None
 

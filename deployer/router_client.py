@@ -3,12 +3,20 @@
 The deployer never imports router internals: everything it does to a running router goes through this
 client, so a router the user runs as a service of its own, or one in a cluster, is driven the same way.
 Plain `http.client` (one keep-alive connection, no extra dependency): the calls are few and small.
+
+The admin key is sent only on a connection whose server has first proved it holds the key: each new
+connection starts with `GET /admin/v1/identity?nonce=<fresh random>` (no key), and the answer must be
+HMAC-SHA256(admin key, "openscore-router-identity:<port>:<nonce>"), compared in constant time. Some other
+program on a recorded or configured port (a reused pid, a stale router.json) never sees the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +25,10 @@ from openscore.deployer.errors import ConflictError, DeployError, NotFoundError
 
 class RouterUnreachable(DeployError):
     """Nothing (or something that is not this workspace's router) answers at the address."""
+
+
+class NotThisRouter(RouterUnreachable):
+    """A server answers at the address but cannot prove it holds the workspace's admin key (not sent to it)."""
 
 
 class RouterError(DeployError):
@@ -32,6 +44,7 @@ class RouterClient:
     def __init__(self, host: str, port: int, admin_key: str, *, timeout_s: float = 30.0):
         self.host, self.port = host, port
         self.base_url = f"http://{host}:{port}"
+        self._key = admin_key
         self._auth = f"Bearer {admin_key}"
         self.timeout_s = timeout_s
         self._conn: http.client.HTTPConnection | None = None
@@ -50,13 +63,13 @@ class RouterClient:
         if data is not None:
             h.setdefault("Content-Type", "application/json")
         for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s or self.timeout_s)
-            elif timeout_s is not None:
-                self._conn.timeout = timeout_s
-                if self._conn.sock is not None:
-                    self._conn.sock.settimeout(timeout_s)
             try:
+                if self._conn is None:
+                    self._conn = self._open(timeout_s or self.timeout_s)
+                elif timeout_s is not None:
+                    self._conn.timeout = timeout_s
+                    if self._conn.sock is not None:
+                        self._conn.sock.settimeout(timeout_s)
                 self._conn.request(method, path, body=data, headers=h)
                 resp = self._conn.getresponse()
                 payload = resp.read()
@@ -71,6 +84,37 @@ class RouterClient:
                 self.close()
                 raise RouterUnreachable(f"the router at {self.base_url} did not answer ({e})") from e
         raise AssertionError("unreachable")
+
+    def _open(self, timeout_s: float) -> http.client.HTTPConnection:
+        """A new connection whose server has proved it is this workspace's router (before any key is sent)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
+        try:
+            nonce = secrets.token_urlsafe(32)
+            conn.request("GET", f"/admin/v1/identity?nonce={nonce}")
+            resp = conn.getresponse()
+            payload = resp.read(4096)
+            closing = resp.getheader("Connection", "").lower() == "close" or resp.will_close
+            try:
+                proof = json.loads(payload).get("proof") if resp.status == 200 else None
+            except (ValueError, AttributeError):
+                proof = None
+            if not isinstance(proof, str) or not hmac.compare_digest(proof.encode("ascii", "replace"),
+                                                                     self.expected_proof(nonce).encode()):
+                raise NotThisRouter(
+                    f"the server at {self.base_url} is not this workspace's router: it could not prove it holds "
+                    f"the workspace's admin key (GET /admin/v1/identity answered HTTP {resp.status}), so the key "
+                    "was not sent to it")
+            if closing:
+                raise RouterUnreachable(f"the router at {self.base_url} closed the connection after proving "
+                                        "its identity")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def expected_proof(self, nonce: str) -> str:
+        msg = f"openscore-router-identity:{self.port}:{nonce}".encode()
+        return hmac.new(self._key.encode("utf-8", "surrogateescape"), msg, hashlib.sha256).hexdigest()
 
     def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         status, _, payload = self.request(method, path, body, **kw)
@@ -90,11 +134,15 @@ class RouterClient:
 
     # ------------------------------------------------------------------ admin API
     def ping(self) -> bool:
-        """True when the server at the address accepts this admin key (i.e. it is this workspace's router)."""
+        """True when the server at the address proves it is this workspace's router and accepts its key."""
         try:
-            status, _, _ = self.request("GET", "/admin/v1/services", timeout_s=2.0)
+            return self.identify()
         except RouterUnreachable:
             return False
+
+    def identify(self) -> bool:
+        """Like ping, but NotThisRouter (with its message) when another server answers at the address."""
+        status, _, _ = self.request("GET", "/admin/v1/services", timeout_s=2.0)
         return status == 200
 
     def list_services(self) -> list[dict[str, Any]]:

@@ -4,11 +4,19 @@ Azure's states (WebServiceState): Transitioning, Healthy, Unhealthy, Failed, Uns
 replica phases (starting, ready, unready, crashed, stopping); a replica that crashed is replaced with a new
 instance id at once, so a crash is seen here as a log file of this operation whose instance is no longer
 listed. The log files are the local target's: `<router workspace>/logs/<service>/<version>/<replica id>.log`.
+
+Only a replica this operation started can fail it: its last run began (the server's "serving <deployment>/..."
+line, else its first line) at or after the operation's start, in one of the deployments it rolled out. A
+replaced replica keeps writing its log while it drains (so a file's mtime says nothing), and a run that ended
+by draining ("Worker N draining" ... "Server stopped") is a normal stop, never a crash. A replica id can be
+reused after a router restart (the log is appended to), hence "last run" rather than the file's first line.
 """
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +29,11 @@ FINAL = (HEALTHY, FAILED)
 LOG_TAIL_LINES = 30
 _READY_LINE = re.compile(r"Worker \d+ ready: init\(\) took")
 _EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b.*")
+# Azure's line format (openscore/log_lines.py), UTC: "2026-12-02 15:10:28,591 I [23580] name - message"
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+_SERVING_LINE = re.compile(r" - openscore \S+ serving (\S+)")
+_DRAINING_LINE = re.compile(r"Worker \d+ draining")
+_BOOT_FAILED = ("failed to boot", "failed to initialize", "failed to load")
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,76 @@ def exception_line(lines: list[str]) -> str | None:
     return None
 
 
+def line_time(line: str) -> float | None:
+    """The epoch time of a log line's UTC timestamp (None for a line without one: print output, tracebacks)."""
+    m = _STAMP.match(line)
+    if m is None:
+        return None
+    try:
+        return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The latest run of a replica in its log: when it started, what it served, how it ended."""
+    started: float | None
+    serving: str | None
+    lines: list[str]
+
+    @property
+    def stopped_normally(self) -> bool:
+        """Drained and stopped as the router stops a replica it replaces or scales away (not init failing)."""
+        text = [ln for ln in self.lines if ln.strip()]
+        return (bool(text) and "Server stopped" in text[-1] and any(_DRAINING_LINE.search(ln) for ln in text)
+                and not any(b in ln for ln in text for b in _BOOT_FAILED))
+
+
+def last_run(path: Path) -> LastRun:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return LastRun(None, None, [])
+    start = 0
+    for i in range(len(lines) - 1, -1, -1):
+        if _SERVING_LINE.search(lines[i]):
+            start = i
+            break
+    run = lines[start:]
+    m = _SERVING_LINE.search(run[0]) if run else None
+    started = next((t for t in map(line_time, run) if t is not None), None)
+    return LastRun(started, m.group(1) if m else None, run)
+
+
+def started_by_operation(log: ReplicaLog, since: float, deployments: set[str] | None) -> bool:
+    """True when the replica's latest run began with the operation (at or after `since`, to the log's ms
+    precision) and, when `deployments` is given, serves one of them (a run whose serving line is missing
+    crashed before it: time alone decides)."""
+    run = last_run(log.path)
+    started = run.started if run.started is not None else log.mtime
+    if started < int(since * 1000) / 1000:
+        return False
+    if deployments and run.serving is not None:
+        parts = Path(run.serving).parts
+        if not any(d in parts for d in deployments):
+            return False
+    return True
+
+
+def crashed_replicas(log_root: Path, service: str, listed: set[str], since: float,
+                     deployments: set[str] | None = None) -> list[ReplicaLog]:
+    """Replicas this operation started that are gone from the router's list without a normal stop."""
+    out = []
+    for rl in replica_logs(log_root, service, listed):
+        if rl.running or rl.mtime < since or not started_by_operation(rl, since, deployments):
+            continue
+        if last_run(rl.path).stopped_normally:
+            continue
+        out.append(rl)
+    return out
+
+
 def listed_replicas(status: Mapping[str, Any]) -> set[str]:
     return {r["id"] for v in status.get("versions", {}).values() for r in v.get("replicas", [])}
 
@@ -103,10 +186,11 @@ def crash_error(service: str, crashed: list[ReplicaLog]) -> dict[str, Any]:
 
 
 def live_state(stored_state: str, status: Mapping[str, Any] | None, log_root: Path, service: str,
-               since: float) -> tuple[str, dict[str, Any] | None]:
+               since: float, deployments: set[str] | None = None) -> tuple[str, dict[str, Any] | None]:
     """(state, error) now. `stored_state`: the state the last finished operation left (Transitioning while
     one runs); `status`: the router's status of the service (None: the router does not know it or is down);
-    `since`: when the current operation began (crashes before it belong to an older one)."""
+    `since`: when the current operation began (crashes before it belong to an older one); `deployments`:
+    the deployment ids the service's versions run now (a replica of another one is not this operation's)."""
     if status is None:
         return UNHEALTHY, {"code": "ServiceNotRunning", "message": f"the router does not serve {service}: run "
                            "`openscore service show` (it starts the workspace's router) or redeploy"}
@@ -123,7 +207,7 @@ def live_state(stored_state: str, status: Mapping[str, Any] | None, log_root: Pa
     if healthy:
         return HEALTHY, None
     listed = listed_replicas(status)
-    crashed = [r for r in replica_logs(log_root, service, listed) if not r.running and r.mtime >= since]
+    crashed = crashed_replicas(log_root, service, listed, since, deployments)
     if stored_state in (TRANSITIONING, FAILED) and crashed:
         return FAILED, crash_error(service, crashed)
     if stored_state == TRANSITIONING:

@@ -141,3 +141,18 @@ class AdminAuth:
             raise AuthError("missing", "Admin API: send 'Authorization: Bearer <admin key>'.")
         if not keys_match(presented, (self._key,)):
             raise AuthError("wrong_key", "Admin API: the admin key is not valid.")
+
+    def proof(self, nonce: str, port: int) -> str:
+        """Proves this router holds the key without the client sending it first (so a client never hands its
+        key to some other server on the port). Bound to the port the request arrived on: a server elsewhere
+        cannot relay a client's nonce here and pass the answer off as its own."""
+        return identity_proof(self._key, nonce, port)
+
+
+IDENTITY_NONCE_MAX = 256
+
+
+def identity_proof(admin_key: str, nonce: str, port: int) -> str:
+    """HMAC-SHA256(admin key, "openscore-router-identity:<port>:<nonce>"), hex (the deployer computes the same)."""
+    msg = f"openscore-router-identity:{int(port)}:{nonce}".encode("utf-8", "surrogateescape")
+    return hmac.new(admin_key.encode("utf-8", "surrogateescape"), msg, "sha256").hexdigest()

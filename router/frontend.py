@@ -2,7 +2,8 @@
 
 Scoring: `/api/v1/service/<name>/score|swagger.json` (traffic split over versions) and
 `/api/v1/service/<name>/versions/<version>/score|swagger.json` (one version directly).
-Admin (separate key): `/admin/v1/...`, see `_admin`.
+Admin (separate key): `/admin/v1/...`, see `_admin`; `GET /admin/v1/identity?nonce=N` needs no key: it
+answers HMAC-SHA256(admin key, port and N), so a client can check it talks to its router before sending the key.
 
 Every scoring response says which version and replica served it, how long it queued, and the limits in
 force; a response the router made itself says which limit fired (`x-openscore-limit`).
@@ -24,7 +25,7 @@ from multidict import CIMultiDict
 
 from openscore.log_lines import AZURE_FORMAT, BatchedLineWriter, UtcFormatter
 from openscore.router import proxy
-from openscore.router.auth import AdminAuth, AuthError
+from openscore.router.auth import IDENTITY_NONCE_MAX, AdminAuth, AuthError
 from openscore.router.balancer import Lease, Rejected
 from openscore.router.config import ConfigError, validate_admin_document
 from openscore.router.core import Router, ServiceRuntime, VersionRuntime
@@ -460,6 +461,8 @@ class Frontend:
 
     # ============================================================== admin API
     async def _admin(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
+        if parts == ["identity"]:
+            return self._identity(request)
         try:
             self.admin.check(request.headers.get(hdrs.AUTHORIZATION))
         except AuthError as e:
@@ -479,6 +482,20 @@ class Frontend:
             return message(409, str(e))
         except ValueError as e:
             return message(400, str(e))
+
+    def _identity(self, request: BaseRequest) -> web.Response:
+        """`GET /admin/v1/identity?nonce=N` -> {"proof": HMAC-SHA256(admin key, port + N)}, without auth: a
+        client checks it before it sends the admin key (a fresh nonce each time: an answer cannot be replayed;
+        the local port of this connection: it cannot be relayed from another port)."""
+        if request.method != "GET":
+            return message(405, "Use GET.")
+        nonce = request.query.get("nonce", "")
+        if not (16 <= len(nonce) <= IDENTITY_NONCE_MAX and nonce.isascii() and nonce.isprintable()):
+            return message(400, f"nonce is required: 16 to {IDENTITY_NONCE_MAX} printable ASCII characters.")
+        sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        if not sock:
+            return message(503, "The connection's local address is unknown; try again.")
+        return json_response(200, {"proof": self.admin.proof(nonce, int(sock[1]))})
 
     async def _body_json(self, request: BaseRequest) -> dict[str, Any]:
         """The body as a JSON object ({} when empty); anything else is a 400."""

@@ -308,3 +308,130 @@ def test_the_router_is_reused_and_never_another_server_on_its_port(journey, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.slow
+def test_overwriting_a_healthy_service_under_load_ends_healthy_every_time(journey, tmp_path):
+    """`model deploy --overwrite` of a Healthy service, several times in a row while it is scored and scales:
+    the replaced replica drains and stops (its log written during the operation), which is no crash."""
+    ws = journey["ws"]
+    kit.write_script(tmp_path / "echo", "score.py", kit.ECHO_PY)
+    kit.write_json(tmp_path / "ic.json", {"entryScript": "score.py", "sourceDirectory": "echo"})
+    kit.write_json(tmp_path / "dc.json", {"computeType": "aks", "authEnabled": False, "autoScaler": {
+        "autoscaleEnabled": True, "minReplicas": 1, "maxReplicas": 2, "refreshPeriodInSeconds": 1,
+        "targetUtilization": 10}})
+    args = ("model", "deploy", "-n", "overwritten", "--ic", "ic.json", "--dc", "dc.json", "--overwrite")
+    first = kit.cli(ws, *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    uri = kit.last_json(first.stdout)["scoringUri"]
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    s.post(uri, json={"x": 1}, timeout=10)
+                except requests.RequestException:
+                    pass
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(3):
+            r = kit.cli(ws, *args, cwd=tmp_path)
+            assert r.returncode == 0, f"overwrite {i + 1}:\n{r.stdout}\n{r.stderr}"
+            assert 'operation "Succeeded"' in r.stdout
+            show = kit.cli_json(ws, "service", "show", "-n", "overwritten")
+            assert (show["state"], show["error"]) == ("Healthy", None), show
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        assert kit.cli(ws, "service", "delete", "-n", "overwritten").returncode == 0
+
+
+class _Recorder:
+    """A foreign HTTP server on 127.0.0.1 that records every request's headers; `relay_to`: a port whose
+    answer to the identity route it passes off as its own (a relay of the client's nonce)."""
+
+    def __init__(self, relay_to: int | None = None):
+        import http.server
+
+        seen: list[dict[str, str]] = []
+        self.headers = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(dict(self.headers))
+                body = b'{"proof": "0000"}'
+                if relay_to is not None and self.path.startswith("/admin/v1/identity"):
+                    body = requests.get(f"http://127.0.0.1:{relay_to}{self.path}", timeout=10).content
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = do_DELETE = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def saw(self, secret: str) -> bool:
+        return any(secret in v for h in self.headers for v in h.values())
+
+
+def test_a_foreign_server_on_the_routers_port_never_receives_the_admin_key(journey, tmp_path, monkeypatch):
+    """router.json names a live pid (a reused one) and a port another program owns, or OPENSCORE_ROUTER_PORT
+    points at it, or it relays the identity question to the real router: the admin key is never sent."""
+    from openscore.deployer.local_router import LocalRouter
+
+    real = LocalRouter(journey["ws"]).running()
+    assert real is not None
+    other = tmp_path / "other"
+    other.mkdir()
+    key = LocalRouter(other).admin_key()
+    for relay in (None, real.port):
+        foreign = _Recorder(relay_to=relay)
+        try:
+            (other / "router.json").write_text(json.dumps({"pid": os.getpid(), "port": foreign.port,
+                                                           "started": 1.0}))
+            monkeypatch.delenv("OPENSCORE_ROUTER_PORT", raising=False)
+            assert LocalRouter(other).running() is None
+            monkeypatch.setenv("OPENSCORE_ROUTER_PORT", str(foreign.port))
+            with pytest.raises(DeployError) as e:
+                LocalRouter(other).running()
+            assert f"OPENSCORE_ROUTER_PORT={foreign.port}" in str(e.value)
+            assert "is not this workspace's router" in str(e.value) and "the key was not sent" in str(e.value)
+            assert foreign.headers, "the client never asked the foreign server anything"
+            assert not foreign.saw(key)
+        finally:
+            foreign.close()
+
+
+def test_the_identity_route_proves_the_key_without_auth_bound_to_the_port(journey):
+    from openscore.deployer.local_router import LocalRouter
+
+    real = LocalRouter(journey["ws"]).running()
+    assert real is not None
+    nonce = "n" * 32
+    r = requests.get(f"{real.base_url}/admin/v1/identity", params={"nonce": nonce}, timeout=10)
+    assert r.status_code == 200 and r.json()["proof"] == real.expected_proof(nonce)
+    import hmac as _hmac
+    other_port = _hmac.new(real._key.encode(), f"openscore-router-identity:{real.port + 1}:{nonce}".encode(),
+                           "sha256").hexdigest()
+    assert r.json()["proof"] != other_port
+    for bad in ({}, {"nonce": "short"}, {"nonce": "x" * 300}):
+        b = requests.get(f"{real.base_url}/admin/v1/identity", params=bad, timeout=10)
+        assert b.status_code == 400 and "nonce is required" in b.json()["message"]
+    assert requests.post(f"{real.base_url}/admin/v1/identity?nonce={nonce}", timeout=10).status_code == 405
+    assert requests.get(f"{real.base_url}/admin/v1/services", timeout=10).status_code == 401

@@ -152,3 +152,15 @@ def test_a_registered_version_never_changes(site):
     finally:
         conn.close()
     assert row == (one["digest"].removeprefix("sha256:"), len(original), "weights.bin")
+
+
+@pytest.mark.parametrize("args, says", [
+    (("model", "register", "-p", "weights.bin"), "the following arguments are required: -n/--name"),
+    (("model", "show", "-i", "weights:1", "--bogus"), "unrecognized arguments: --bogus"),
+    (("model", "list", "-o", "yaml"), "invalid choice: 'yaml'"),
+    (("service", "list", "extra"), "unrecognized arguments: extra"),
+])
+def test_a_verbs_usage_mistake_is_one_line_and_exit_1(site, args, says):
+    """Not argparse's usage text and exit 2: the line names the mistake and where the help is."""
+    msg = _bad(site, *args)
+    assert says in msg and f"openscore {args[0]} {args[1]}: error:" in msg and "--help" in msg
