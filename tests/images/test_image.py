@@ -22,6 +22,7 @@ import textwrap
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def environment(image, registry) -> dict:
+def environment(image, registry) -> Iterator[dict]:
     """An environment on the cpu image (a docker step and the sample's packages), pushed to the test registry;
     then the same recipe asked for again."""
     recipe = EnvironmentRecipe(base_image=image, docker_steps=("RUN echo openscore-test > /etc/openscore-env",),
