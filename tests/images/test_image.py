@@ -122,7 +122,8 @@ def environment(image, registry) -> Iterator[dict]:
     second = ensure_environment_image(recipe, registry=registry.host, progress=second_steps.append)
     yield {"recipe": recipe, "first": first, "first_steps": first_steps, "second": second,
            "second_steps": second_steps}
-    _podman("rmi", recipe.reference(None))  # the local copy: rebuilt by every run (rebuild=True)
+    removed = _podman("rmi", recipe.reference(None))  # the local copy: rebuilt by every run (rebuild=True)
+    assert removed.returncode == 0, f"could not remove {recipe.reference(None)}: {removed.stderr}"
 
 
 @pytest.fixture(scope="module")
