@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.test_image import _podman, build_runtime_image, require_podman, source_hash
+from tests.images.test_image import RUN_FLAGS, _podman, build_runtime_image, require_podman, source_hash
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 
 
 def flavour_image(flavour: str) -> str:

@@ -22,6 +22,7 @@ import textwrap
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def image_sources() -> tuple[str, ...]:
     return tuple(sorted({*folders, "images", "pyproject.toml", "README.md"}))
 
 
+# every container a test starts carries this run's label, so that .ci/run can remove any a killed run left behind
+TEST_RUN_LABEL = f"ai.openscore.test-run={os.environ.get('OPENSCORE_TEST_RUN', 'local')}"
 # what works without a systemd/cgroup-delegating host (see README, Images); harmless elsewhere
-RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000",
+             "--label", TEST_RUN_LABEL]
 ROW = [0.038, 0.051, 0.062, 0.022, -0.044, -0.035, -0.043, -0.003, 0.020, -0.018]
 JSON = {"Content-Type": "application/json"}
 # the sample's model.pkl is made by this Python: the environment gets the same scikit-learn and joblib
@@ -107,7 +111,7 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def environment(image, registry) -> dict:
+def environment(image, registry) -> Iterator[dict]:
     """An environment on the cpu image (a docker step and the sample's packages), pushed to the test registry;
     then the same recipe asked for again."""
     recipe = EnvironmentRecipe(base_image=image, docker_steps=("RUN echo openscore-test > /etc/openscore-env",),
@@ -116,8 +120,10 @@ def environment(image, registry) -> dict:
     first = ensure_environment_image(recipe, registry=registry.host, rebuild=True, progress=first_steps.append)
     second_steps: list[str] = []
     second = ensure_environment_image(recipe, registry=registry.host, progress=second_steps.append)
-    return {"recipe": recipe, "first": first, "first_steps": first_steps, "second": second,
-            "second_steps": second_steps}
+    yield {"recipe": recipe, "first": first, "first_steps": first_steps, "second": second,
+           "second_steps": second_steps}
+    removed = _podman("rmi", recipe.reference(None))  # the local copy: rebuilt by every run (rebuild=True)
+    assert removed.returncode == 0, f"could not remove {recipe.reference(None)}: {removed.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -385,13 +391,15 @@ def register_environment(workspace: Path, name: str, dockerfile: str) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_cli_image_build_shows_each_step_and_the_second_build_is_a_cache_hit(image, registry, tmp_path):
+def test_cli_image_build_shows_each_step_and_the_second_build_is_a_cache_hit(image, registry, tmp_path,
+                                                                             request):
     ws = tmp_path / "ws"
     marker = f"cli-{time.monotonic_ns()}"  # a recipe no earlier run has built
     register_environment(ws, "cli-env", f"FROM {image}\n# a comment\nRUN echo {marker} \\\n  > /etc/cli-step\n")
     first = openscore("image", "build", "-n", "cli-env", "--registry", registry.host, workspace=ws)
     assert first.returncode == 0, first.stderr
     built = json.loads(first.stdout)
+    request.addfinalizer(lambda: _podman("rmi", f"localhost/openscore-env:{built['tag']}"))  # a one-off recipe
     assert built["cached"] is False and built["name"] == f"{registry.host}/openscore-env"
     assert built["reference"] == f"{built['name']}@{built['digest']}"
     steps = first.stderr.splitlines()
@@ -436,7 +444,7 @@ def test_cli_image_bad_input_is_one_clear_error(tmp_path):
     assert down.returncode == 1 and f"cannot reach the registry at http://{host}" in down.stderr
 
 
-def test_sdk_environment_build_makes_the_image_in_local_storage(image, tmp_path, monkeypatch):
+def test_sdk_environment_build_makes_the_image_in_local_storage(image, tmp_path, monkeypatch, request):
     monkeypatch.setenv("OPENSCORE_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.chdir(tmp_path)
     from openscore.sdk import Environment, Workspace
@@ -448,6 +456,7 @@ def test_sdk_environment_build_makes_the_image_in_local_storage(image, tmp_path,
         env.docker.base_image = image
         env.docker.base_dockerfile = f"FROM {image}\nLABEL ai.openscore.test=sdk-{time.monotonic_ns()}\n"
         built = env.build(ws)
+        request.addfinalizer(lambda: _podman("rmi", built.by_tag))  # a one-off recipe
         assert built.cached is False and built.name == "localhost/openscore-env"
         assert _podman("image", "exists", built.by_tag).returncode == 0
         again = env.build(ws)
