@@ -152,12 +152,17 @@ def started_by_operation(log: ReplicaLog, since: float, deployments: set[str] | 
     return True
 
 
+MTIME_SLACK_S = 1.0
+
+
 def crashed_replicas(log_root: Path, service: str, listed: set[str], since: float,
                      deployments: set[str] | None = None) -> list[ReplicaLog]:
     """Replicas this operation started that are gone from the router's list without a normal stop."""
     out = []
     for rl in replica_logs(log_root, service, listed):
-        if rl.running or rl.mtime < since or not started_by_operation(rl, since, deployments):
+        # file times come from the kernel's coarse clock, a tick behind time.time(): the mtime is only a cheap
+        # first filter, so allow it a second; the run's own start line decides (started_by_operation)
+        if rl.running or rl.mtime < since - MTIME_SLACK_S or not started_by_operation(rl, since, deployments):
             continue
         if last_run(rl.path).stopped_normally:
             continue
