@@ -143,8 +143,12 @@ class RouterStarter:
 
     def __call__(self, services: dict[str, Any], *extra: str, wait: bool = True,
                  timeout: float = 30.0) -> RouterProcess:
-        ws = self.tmp / f"ws{len(self.started)}"
-        r = RouterProcess(ws, services, list(extra))
+        return self.start_on(self.tmp / f"ws{len(self.started)}", services, *extra, wait=wait, timeout=timeout)
+
+    def start_on(self, workspace: Path, services: dict[str, Any], *extra: str, wait: bool = True,
+                 timeout: float = 30.0) -> RouterProcess:
+        """A router on `workspace`, tracked for stop_all; with `wait`, once it and every service are ready."""
+        r = RouterProcess(workspace, services, list(extra))
         self.started.append(r)
         if wait:
             r.wait_ready(None, timeout=timeout)
@@ -200,13 +204,7 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> b
 def restart_on(starter: RouterStarter, previous: RouterProcess, services: dict[str, Any], *extra: str,
                wait: bool = True, timeout: float = 30.0) -> RouterProcess:
     """A new router on `previous`'s workspace (as after a crash or an upgrade), tracked by `starter`."""
-    r = RouterProcess(previous.workspace, services, list(extra))
-    starter.started.append(r)
-    if wait:
-        r.wait_ready(None, timeout=timeout)
-        for name in services:
-            r.wait_ready(name, timeout=timeout)
-    return r
+    return starter.start_on(previous.workspace, services, *extra, wait=wait, timeout=timeout)
 
 
 def hand_edit(workspace: Path, kind: str, name: str, content: bytes) -> int:
