@@ -60,7 +60,8 @@ heavy() {  # a CPU-heavy step, under the shared lock when one is given
 
 # what each flavour installs: openscore's extras, plus the packages the flavour needs beside them
 case "$FLAVOUR" in
-  cpu) EXTRAS=cpu; FLAVOUR_PACKAGES="" ;;
+  # the cpu image also runs the router in a cluster (`openscore router --kubernetes`)
+  cpu) EXTRAS=cpu,router,kubernetes; FLAVOUR_PACKAGES="" ;;
   # onnxruntime-gpu's own extras bring CUDA 13 runtime, nvrtc, cuFFT, cuRAND and cuDNN 9; cuBLAS is named here
   cuda) EXTRAS=cuda; FLAVOUR_PACKAGES="onnxruntime-gpu[cuda,cudnn] nvidia-cublas" ;;
   # the OpenCL backend reads models with onnx; onnxruntime serves the models left on the CPU

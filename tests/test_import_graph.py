@@ -20,11 +20,18 @@ ALLOWED = {
     "openscore": set(),
     "openscore.accelerators": set(),
     "openscore.runtime": {"openscore.accelerators"},
-    "openscore.router": set(),  # replicas are `openscore serve` processes, never imported code
+    # replicas are `openscore serve` processes, never imported code; in a cluster (`--kubernetes`) the router
+    # reads its desired state and replicas through openscore.kube
+    "openscore.router": {"openscore.kube"},
     "openscore.images": set(),
     # the deployer validates deploymentconfigs with the router's own parser and talks to the router over
     # its admin API: none of the router's internals
-    "openscore.deployer": {"openscore.router.config", "openscore.router.config_schema", "openscore.images"},
+    "openscore.deployer": {"openscore.router.config", "openscore.router.config_schema", "openscore.images",
+                           "openscore.kube"},
+    # Kubernetes: implements the router's store and target interfaces over the API server, and builds pods
+    # from the router's one replica plan
+    "openscore.kube": {"openscore.router.config", "openscore.router.replica_plan", "openscore.router.objects",
+                       "openscore.router.targets", "openscore.router.state"},
     # the SDK (Azure's classes) wraps the deployer, and nothing else
     "openscore.sdk": {"openscore.deployer"},
 }
