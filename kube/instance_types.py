@@ -409,16 +409,21 @@ def _alloc(node: Mapping[str, Any], key: str = "allocatable") -> dict[str, decim
     return out
 
 
+def _plain(q: decimal.Decimal) -> str:
+    s = f"{q:f}"
+    return s.rstrip("0").rstrip(".") if "." in s else s
+
+
 def _fmt(resource: str, q: decimal.Decimal) -> str:
+    """A quantity as a person reads it: memory in Gi/Mi/Ki, fractional CPUs below one in millicores."""
     if resource == "memory":
         for unit, size in (("Gi", _GI), ("Mi", 1024 ** 2), ("Ki", 1024)):
             if q >= size:
-                v = q / size
-                return f"{v:.1f}{unit}".replace(".0" + unit, unit)
-        return f"{q:f}".rstrip("0").rstrip(".")
-    if resource == "cpu":
-        return f"{q:f}".rstrip("0").rstrip(".") if q == q.to_integral_value() or q >= 1 else f"{int(q * 1000)}m"
-    return f"{q:f}".rstrip("0").rstrip(".")
+                return f"{_plain(round(q / size, 1))}{unit}"
+        return _plain(q)
+    if resource == "cpu" and 0 < q < 1:
+        return f"{_plain(q * 1000)}m"
+    return _plain(q)
 
 
 def _describe(resources: Mapping[str, decimal.Decimal], keys: Iterable[str]) -> str:

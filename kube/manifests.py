@@ -132,7 +132,8 @@ def deployment_manifest(plan: ReplicaPlan, it: InstanceType, *, namespace: str, 
     name = deployment_name(plan.service, plan.version)
     device = device or it.device
     sel = labels(plan.service, plan.version)
-    env = [{"name": k, "value": v} for k, v in plan.environment.items() if k != REPLICA_SECRET_ENV]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plan.environment.items()
+                                 if k != REPLICA_SECRET_ENV]
     env.append({"name": REPLICA_SECRET_ENV, "valueFrom": {"secretKeyRef": {
         "name": replica_secret_name, "key": REPLICA_SECRET_KEY}}})  # last: a service's environment cannot set it
     live = plan.liveness
