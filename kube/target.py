@@ -55,9 +55,9 @@ from openscore.router.targets import (
 log = logging.getLogger("openscore.kube.target")
 FIELD_MANAGER = "openscore-deployer"
 SELECTOR = {crd.LABEL_MANAGED: crd.MANAGED_BY, crd.LABEL_COMPONENT: crd.COMPONENT_REPLICA}
-# a container waiting for one of these will not get better by itself
-_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
-          "CreateContainerError", "RunContainerError")
+# a container waiting for one of these will not get better by itself (CreateContainerConfigError and
+# CreateContainerError are often the kubelet's own transient trouble, e.g. "failed to sync secret cache": starting)
+_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "RunContainerError")
 INIT_FAILED_EXIT = 3  # what `openscore serve` exits with when init() raised
 
 ImageFor = Callable[[VersionKey, VersionSpec], str]
@@ -84,10 +84,20 @@ def _exit_text(term: Mapping[str, Any]) -> str:
         text += " (init() failed)"
     elif term.get("reason") and term.get("reason") not in ("Error", "Completed"):
         text += f" ({term['reason']})"  # OOMKilled, ...
-    message = (term.get("message") or "").strip()
-    if message:
-        text += ": " + message.splitlines()[-1][:300]  # the termination message's last line (a traceback's)
-    return text
+    line = _telling_line(term.get("message") or "")
+    return f"{text}: {line[:300]}" if line else text
+
+
+def _telling_line(message: str) -> str:
+    """The line of a termination message (FallbackToLogsOnError: the log's tail) that says what went wrong:
+    the last traceback's exception line, else the last line."""
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    starts = [n for n, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
+    if starts:
+        for ln in lines[starts[-1] + 1:]:
+            if not ln[:1].isspace():
+                return ln.strip()
+    return lines[-1].strip() if lines else ""
 
 
 def pod_phase(pod: Mapping[str, Any], previous: str | None = None) -> tuple[str, str]:
@@ -120,7 +130,8 @@ def pod_phase(pod: Mapping[str, Any], previous: str | None = None) -> tuple[str,
     for cs in statuses:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason"):
-            return STARTING, waiting["reason"]
+            message = (waiting.get("message") or "").strip()
+            return STARTING, f"{waiting['reason']}: {message}" if message else waiting["reason"]
     return STARTING, ""
 
 
