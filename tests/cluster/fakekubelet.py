@@ -31,11 +31,11 @@ log = logging.getLogger("fakekubelet")
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_micro() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FakeKubelet:
@@ -73,7 +73,7 @@ class FakeKubelet:
             for kind, reason in (("MemoryPressure", "KubeletHasSufficientMemory"),
                                  ("DiskPressure", "KubeletHasNoDiskPressure"),
                                  ("PIDPressure", "KubeletHasSufficientPID"))
-        ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake kubelet is posting ready status",
+        ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake kubelet ready",
               "lastHeartbeatTime": t, "lastTransitionTime": t}]
         self.client.patch(Node.Status, name, {"status": {
             "capacity": spec["capacity"], "allocatable": spec["capacity"], "conditions": conditions,
