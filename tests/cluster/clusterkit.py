@@ -125,10 +125,11 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent, cwd=ROOT, env=env)
+                                     preexec_fn=_die_with_parent, cwd=ROOT, env=env, start_new_session=True)
         with open(journal, "a") as j:
             j.write(f"{time.strftime('%H:%M:%S')} started {name} pid {self.proc.pid}: {' '.join(argv)}\n")
         self.journal = journal
+        self.stopped = False
 
     @property
     def pid(self) -> int:
@@ -144,6 +145,9 @@ class Process:
             return ""
 
     def stop(self, grace: float = 10) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -161,7 +165,8 @@ class Cluster:
     """`with Cluster(folder) as c:` a running control plane with the fake GPU/FPGA nodes (and the real node and a
     registry with real_node=True). `c.kubeconfig` is an admin kubeconfig; `c.api_server` its URL."""
 
-    def __init__(self, folder: Path, *, real_node: bool = False, api_port: int | None = None):
+    def __init__(self, folder: Path, *, real_node: bool = False, api_port: int | None = None,
+                 registry_port: int | None = None):
         self.folder = Path(folder).resolve()
         self.real_node = real_node
         self.bind_address = BRIDGE_ADDRESS if real_node else "127.0.0.1"
@@ -176,6 +181,7 @@ class Cluster:
         self.fake_route = False
         self.timings: dict[str, float] = {}
         self.bins = kube_bin_dir()
+        self.registry_port = registry_port
 
     # start -----------------------------------------------------------------------------------------------------
     def start(self, timeout: float = 120) -> Cluster:
@@ -231,7 +237,11 @@ class Cluster:
         self.timings["fake_nodes_ready_s"] = time.monotonic() - t0
         if self.real_node:
             from tests.images.registrykit import LocalRegistry
-            self.registry = LocalRegistry(self.folder / "registry").start()
+            self.registry = LocalRegistry(self.folder / "registry")
+            if self.registry_port:  # a long-running cluster keeps its registry's address across restarts
+                self.registry.port = self.registry_port
+                self.registry.host = f"127.0.0.1:{self.registry_port}"
+            self.registry.start()
             self.node.start(self.registry.host)
             self._wait(lambda: self.node_ready(REAL_NODE), timeout, f"node {REAL_NODE} Ready")
             self.timings["real_node_ready_s"] = time.monotonic() - t0
@@ -378,7 +388,7 @@ class Cluster:
             self.registry.stop()
             self.registry = None
         for proc in reversed(self.processes):
-            proc.stop()
+            proc.stop(grace=5 if proc.name == "kube-apiserver" else 10)  # its watches keep it for its whole grace
         self.processes = []
         if self.fake_route:
             subprocess.run(["ip", "route", "del", "unreachable", FAKE_POD_RANGE], capture_output=True)
@@ -402,12 +412,13 @@ class Cluster:
 
 
 # CLI -------------------------------------------------------------------------------------------------------------
-def up(folder: Path, real_node: bool, api_port: int | None, extra: dict[str, Any]) -> None:
+def up(folder: Path, real_node: bool, api_port: int | None, registry_port: int | None,
+       extra: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "READY").unlink(missing_ok=True)
     info_path = folder / "cluster.json"
     previous = json.loads(info_path.read_text()) if info_path.exists() else {}
-    cluster = Cluster(folder, real_node=real_node, api_port=api_port)
+    cluster = Cluster(folder, real_node=real_node, api_port=api_port, registry_port=registry_port)
     stopping = False
 
     def on_term(*_: object) -> None:
@@ -464,12 +475,14 @@ def main(argv: list[str] | None = None) -> None:
     p_up.add_argument("--dir", type=Path, required=True)
     p_up.add_argument("--real-node", action="store_true", help="also containerd+kubelet+kube-proxy and a registry")
     p_up.add_argument("--api-port", type=int)
+    p_up.add_argument("--registry-port", type=int)
     p_up.add_argument("--base-image", help="recorded in cluster.json as base_image")
     p_down = sub.add_parser("down", help="stop the cluster started with `up --dir`")
     p_down.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "up":
-        up(args.dir, args.real_node, args.api_port, {"base_image": args.base_image} if args.base_image else {})
+        extra = {"base_image": args.base_image} if args.base_image else {}
+        up(args.dir, args.real_node, args.api_port, args.registry_port, extra)
     else:
         down(args.dir)
 

@@ -87,6 +87,32 @@ def namespace(cluster: ClusterInfo, request: pytest.FixtureRequest) -> Iterator[
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+def _base_image(cluster: ClusterInfo) -> str:
+    """A local cpu runtime image: OPENSCORE_TEST_BASE_IMAGE, the dev cluster's `base_image`, the image tests'
+    localhost/openscore-test:cpu-<source hash> when built, else built now (images/build.sh, minutes)."""
+    from tests.images.test_image import build_runtime_image, require_podman, source_hash
+    require_podman()
+    named = os.environ.get("OPENSCORE_TEST_BASE_IMAGE") or cluster.info.get("base_image")
+    if named:
+        return named
+    tag = f"localhost/openscore-test:cpu-{source_hash()[:16]}"
+    exists = subprocess.run(["podman", "image", "exists", tag], capture_output=True, timeout=60)
+    if exists.returncode != 0:
+        build_runtime_image("cpu", tag)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def runtime_image(cluster: ClusterInfo) -> str:
+    """`<registry>/openscore-test-runtime:<tag>`: the cpu runtime image with THIS checkout's openscore package
+    as one more layer, in the cluster's registry (ENTRYPOINT `openscore serve --port 5001`)."""
+    if cluster.registry is None:
+        pytest.skip("the cluster has no registry (started without its real node)")
+    from tests.cluster.imagekit import checkout_image, push_local_image
+    base = push_local_image(_base_image(cluster), cluster.registry)
+    return checkout_image(base, cluster.registry).by_tag
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """With OPENSCORE_REQUIRE_CLUSTER_TESTS=1 (.ci/run, which builds the binaries first), a test that uses the

@@ -81,7 +81,7 @@ def test_a_pod_asking_for_three_gpus_is_unschedulable_with_the_schedulers_reason
         return events[-1]["message"] if events else None
     msg = wait_for(message, "a FailedScheduling event")
     assert msg.startswith("0/")
-    assert "2 Insufficient nvidia.com/gpu" in msg
+    assert "Insufficient nvidia.com/gpu" in msg
     assert "had taint {sku: fpga}, that the pod didn't tolerate" in msg
     p = cluster.kubectl_json("-n", namespace, "get", "pod", "big")
     assert p["status"]["phase"] == "Pending"
@@ -96,3 +96,71 @@ def test_an_fpga_pod_lands_on_the_fpga_node(cluster: ClusterInfo, namespace: str
     node = wait_for(lambda: cluster.kubectl_json("-n", namespace, "get", "pod", "f")["spec"].get("nodeName"),
                     "the fpga pod scheduled")
     assert node == "fpga-0"
+
+
+API_PROBE = """
+import json, os, ssl, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+ctx = ssl.create_default_context(cafile=sa + "ca.crt")
+url = "https://%s:%s/api/v1/namespaces/%s/pods" % (os.environ["KUBERNETES_SERVICE_HOST"],
+      os.environ["KUBERNETES_SERVICE_PORT"], open(sa + "namespace").read())
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + open(sa + "token").read()})
+try:
+    urllib.request.urlopen(req, context=ctx)
+    print("allowed")
+except urllib.error.HTTPError as e:
+    print(e.code, json.loads(e.read())["message"])
+"""
+
+
+def real_node(cluster: ClusterInfo) -> str:
+    if not cluster.real_node:
+        pytest.skip("this cluster has no real node")
+    return cluster.real_node
+
+
+def test_a_runtime_image_pod_runs_on_the_real_node_and_answers_on_its_ip_and_its_service(
+        cluster: ClusterInfo, namespace: str, runtime_image: str) -> None:
+    import requests
+    node = real_node(cluster)
+    apply(cluster, namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": runtime_image, "command": ["python3", "-m", "http.server", "8080"],
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}})
+    apply(cluster, namespace, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+
+    def endpoint() -> Any:
+        subsets = cluster.kubectl_json("-n", namespace, "get", "endpoints", "web").get("subsets") or []
+        return [a["ip"] for s in subsets for a in s.get("addresses", [])]
+    ips = wait_for(endpoint, "the pod Ready in the service's Endpoints", timeout=180)
+    p = cluster.kubectl_json("-n", namespace, "get", "pod", "web")
+    assert p["spec"]["nodeName"] == node
+    assert ips == [p["status"]["podIP"]] and ips[0].startswith("10.244.0.")
+    assert requests.get(f"http://{ips[0]}:8080/", timeout=10).status_code == 200
+    cluster_ip = cluster.kubectl_json("-n", namespace, "get", "service", "web")["spec"]["clusterIP"]
+
+    def through_service() -> bool:  # kube-proxy programs the rules shortly after the Endpoints change
+        try:
+            return requests.get(f"http://{cluster_ip}/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+    assert wait_for(through_service, "the ClusterIP answering")
+
+
+def test_a_pod_reaches_the_api_server_with_its_service_account_token(
+        cluster: ClusterInfo, namespace: str, runtime_image: str) -> None:
+    real_node(cluster)
+    apply(cluster, namespace, pod("probe", runtime_image, restartPolicy="Never",
+                                  container={"command": ["python3", "-c", API_PROBE]}))
+
+    def finished() -> Any:
+        phase = cluster.kubectl_json("-n", namespace, "get", "pod", "probe")["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+    assert wait_for(finished, "the probe pod to finish", timeout=180) == "Succeeded"
+    out = cluster.kubectl("-n", namespace, "logs", "probe").stdout.strip()
+    # TLS verified with the service-account CA through 10.96.0.1, and the token authenticated: RBAC answers
+    # for the namespace's default ServiceAccount by name
+    assert out.startswith("403 ")
+    assert f"system:serviceaccount:{namespace}:default" in out
