@@ -176,9 +176,10 @@ class Cluster:
         self.logs = self.folder / "logs"
         self.journal = self.folder / "processes.log"
         self.processes: list[Process] = []
+        self.started: list[Process] = []  # everything ever started, for leftovers()
         self.node: Any = None  # realnode.RealNode when real_node
         self.registry: Any = None  # tests.images.registrykit.LocalRegistry when real_node
-        self.fake_route = False
+        self.fake_route = self._made_route = False
         self.timings: dict[str, float] = {}
         self.bins = kube_bin_dir()
         self.registry_port = registry_port
@@ -273,6 +274,7 @@ class Cluster:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         proc = Process(name, argv, self.logs, self.journal, env)
         self.processes.append(proc)
+        self.started.append(proc)
         return proc
 
     def _start_etcd(self) -> None:
@@ -377,7 +379,7 @@ class Cluster:
         proc = subprocess.run(["ip", "route", "add", "unreachable", FAKE_POD_RANGE], capture_output=True, text=True)
         if proc.returncode != 0 and "File exists" not in proc.stderr:
             raise ClusterError(f"ip route add unreachable {FAKE_POD_RANGE}: {proc.stderr.strip()}")
-        self.fake_route = proc.returncode == 0
+        self.fake_route = self._made_route = proc.returncode == 0
 
     # stop ------------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -393,6 +395,16 @@ class Cluster:
         if self.fake_route:
             subprocess.run(["ip", "route", "del", "unreachable", FAKE_POD_RANGE], capture_output=True)
             self.fake_route = False
+
+    def leftovers(self) -> list[str]:
+        """What a stopped cluster left on the host (empty when stop() undid everything)."""
+        left = [f"{p.name} (pid {p.pid}) still running" for p in self.started if p.alive()]
+        if self.node is not None:
+            left += self.node.leftovers()
+        routes = subprocess.run(["ip", "route", "show", FAKE_POD_RANGE], capture_output=True, text=True).stdout
+        if self._made_route and "unreachable" in routes:
+            left.append(f"route unreachable {FAKE_POD_RANGE}")
+        return left
 
     def __enter__(self) -> Cluster:
         return self.start()

@@ -67,9 +67,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
     if missing:
         pytest.skip("no test cluster: missing " + ", ".join(missing))
     folder = tmp_path_factory.mktemp("cluster")
-    with Cluster(folder, real_node=True) as c:
+    c = Cluster(folder, real_node=True).start()
+    try:
         d = c.describe()
         yield ClusterInfo(folder, c.kubeconfig, c.api_server, d["registry"], d["real_node"], d["fake_nodes"], d)
+    finally:
+        c.stop()
+    # the session's cluster is the one test of a full stop: it must leave the machine as it found it
+    left = c.leftovers()
+    assert not left, f"the test cluster's stop left behind: {left}"
 
 
 def _namespace_name(test_name: str) -> str:

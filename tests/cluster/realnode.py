@@ -348,6 +348,29 @@ state = "{cdir / 'state'}"
             for chain in new:
                 run(binary, "-t", table, "-X", chain, check=False)
 
+    def leftovers(self) -> list[str]:
+        """What stop() should have undone and did not."""
+        left = []
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            left.append(f"bridge {BRIDGE}")
+        now = read_sysctls()
+        left += [f"sysctl {k}={now.get(k)} (was {v})" for k, v in self.saved_sysctls.items() if now.get(k) != v]
+        before = self.chains_before or {}
+        for key, chains in kube_chains().items():
+            left += [f"{key[0]} -t {key[1]} chain {c}" for c in sorted(chains - before.get(key, set()))]
+        root = str(self.dir)
+        left += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                 if line.split()[4].startswith(root + "/")]
+        left += [f"cgroup {cg}" for cg in self._pod_cgroups()]
+        marker = str(self.socket).encode()
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().split(b"\0"):
+                    left.append(f"process {proc.name} using {self.socket}")
+            except OSError:
+                pass
+        return left
+
     def _restore_sysctls(self) -> None:
         for name, value in self.saved_sysctls.items():
             path = Path("/proc/sys") / name

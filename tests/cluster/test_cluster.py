@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -164,3 +165,18 @@ def test_a_pod_reaches_the_api_server_with_its_service_account_token(
     # for the namespace's default ServiceAccount by name
     assert out.startswith("403 ")
     assert f"system:serviceaccount:{namespace}:default" in out
+
+
+@pytest.mark.slow
+def test_a_second_control_plane_starts_beside_and_stops_leaving_nothing(cluster: ClusterInfo, tmp_path: Any) -> None:
+    """A throwaway cluster (control plane + fake nodes; the real node's bridge is the running cluster's): its
+    stop leaves no process behind. The session cluster's own teardown checks the real node's leftovers."""
+    from tests.cluster.clusterkit import Cluster
+    with Cluster(tmp_path / "second") as second:
+        nodes = second.kubectl("get", "nodes", "-o", "name").stdout.split()
+        assert sorted(nodes) == ["node/fpga-0", "node/gpu-0", "node/gpu-1"]
+        pids = [p.pid for p in second.processes]
+    assert second.leftovers() == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
