@@ -179,7 +179,8 @@ class Cluster:
         self.started: list[Process] = []  # everything ever started, for leftovers()
         self.node: Any = None  # realnode.RealNode when real_node
         self.registry: Any = None  # tests.images.registrykit.LocalRegistry when real_node
-        self.fake_route = self._made_route = False
+        self.made_routes: list[str] = []  # `unreachable` routes this cluster added (and deletes)
+        self.left_routes: list[str] = []
         self.timings: dict[str, float] = {}
         self.bins = kube_bin_dir()
         self.registry_port = registry_port
@@ -375,11 +376,17 @@ class Cluster:
         return proc
 
     def _route_fake_pods(self) -> None:
-        """Fake pods' IPs route nowhere: a connection fails at once instead of leaving the machine."""
-        proc = subprocess.run(["ip", "route", "add", "unreachable", FAKE_POD_RANGE], capture_output=True, text=True)
-        if proc.returncode != 0 and "File exists" not in proc.stderr:
-            raise ClusterError(f"ip route add unreachable {FAKE_POD_RANGE}: {proc.stderr.strip()}")
-        self.fake_route = self._made_route = proc.returncode == 0
+        """Fake pods' IPs route nowhere: a connection fails at once instead of leaving the machine. (Without a
+        real node the service range does too; with one, realnode routes it to the bridge.)"""
+        for dest in self._unreachable():
+            proc = subprocess.run(["ip", "route", "add", "unreachable", dest], capture_output=True, text=True)
+            if proc.returncode != 0 and "File exists" not in proc.stderr:
+                raise ClusterError(f"ip route add unreachable {dest}: {proc.stderr.strip()}")
+            if proc.returncode == 0:
+                self.made_routes.append(dest)
+
+    def _unreachable(self) -> list[str]:
+        return [FAKE_POD_RANGE] if self.real_node else [FAKE_POD_RANGE, SERVICE_RANGE]
 
     # stop ------------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -392,18 +399,21 @@ class Cluster:
         for proc in reversed(self.processes):
             proc.stop(grace=5 if proc.name == "kube-apiserver" else 10)  # its watches keep it for its whole grace
         self.processes = []
-        if self.fake_route:
-            subprocess.run(["ip", "route", "del", "unreachable", FAKE_POD_RANGE], capture_output=True)
-            self.fake_route = False
+        for dest in self.made_routes:
+            subprocess.run(["ip", "route", "del", "unreachable", dest], capture_output=True)
+        self.left_routes, self.made_routes = self.made_routes, []
 
     def leftovers(self) -> list[str]:
         """What a stopped cluster left on the host (empty when stop() undid everything)."""
         left = [f"{p.name} (pid {p.pid}) still running" for p in self.started if p.alive()]
         if self.node is not None:
             left += self.node.leftovers()
-        routes = subprocess.run(["ip", "route", "show", FAKE_POD_RANGE], capture_output=True, text=True).stdout
-        if self._made_route and "unreachable" in routes:
-            left.append(f"route unreachable {FAKE_POD_RANGE}")
+        for dest in self.left_routes:
+            if "unreachable" in subprocess.run(["ip", "route", "show", dest], capture_output=True, text=True).stdout:
+                left.append(f"route unreachable {dest}")
+        if self.real_node and SERVICE_RANGE in subprocess.run(["ip", "route", "show", SERVICE_RANGE],
+                                                              capture_output=True, text=True).stdout:
+            left.append(f"route {SERVICE_RANGE}")
         return left
 
     def __enter__(self) -> Cluster:

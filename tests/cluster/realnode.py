@@ -69,6 +69,21 @@ def kube_chains() -> dict[tuple[str, str], set[str]]:
     return chains
 
 
+def bridge_exists() -> bool:
+    """In this network namespace (sysfs may show another's)."""
+    return run("ip", "link", "show", BRIDGE, check=False).returncode == 0
+
+
+def cgroup_mounts() -> list[Path]:
+    """The cgroup hierarchies' mount points (v1: one per controller, and runc also uses the v2 `unified` one)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] in (["cgroup"], ["cgroup2"]):
+            points.append(Path(left.split()[4]))
+    return points
+
+
 def pause_archive(pause_binary: Path, dest: Path) -> Path:
     """A docker-archive tarball of the pause image (the static binary built with the cluster binaries)."""
     layer = io.BytesIO()
@@ -103,21 +118,26 @@ class RealNode:
         self.chains_before: dict[tuple[str, str], set[str]] | None = None
         self.made_bridge = False
         self.started = False
+        # the kubelet's own cgroup root, so that stop() kills this node's pods only, never another cluster's
+        self.cgroup_root = "openscore-" + hashlib.sha256(str(self.dir).encode()).hexdigest()[:10]
 
     # network ---------------------------------------------------------------------------------------------------
     def prepare_network(self) -> None:
-        from tests.cluster.clusterkit import BRIDGE_ADDRESS, ClusterError
+        from tests.cluster.clusterkit import BRIDGE_ADDRESS, SERVICE_RANGE, ClusterError
         self.saved_sysctls = read_sysctls()
         self.chains_before = kube_chains()
         (self.cluster.folder / "host-state.json").write_text(json.dumps(
             {"sysctls": self.saved_sysctls,
              "chains": {f"{b} {t}": sorted(c) for (b, t), c in self.chains_before.items()}}, indent=1))
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
+        if bridge_exists():
             raise ClusterError(f"bridge {BRIDGE} already exists: is another test cluster with a real node running?")
         run("ip", "link", "add", BRIDGE, "type", "bridge")
         self.made_bridge = True
         run("ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
         run("ip", "link", "set", BRIDGE, "up")
+        # the host reaches ClusterIPs through the bridge too (kube-proxy's OUTPUT rules DNAT them); without this
+        # route they would follow the default route, and a ClusterIP nobody serves would leave the machine
+        run("ip", "route", "add", SERVICE_RANGE, "dev", BRIDGE, "src", BRIDGE_ADDRESS)
         # ClusterIP traffic between two pods on the bridge must pass iptables (kube-proxy's DNAT and its undo)
         nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
         if nf.exists():
@@ -195,13 +215,15 @@ state = "{cdir / 'state'}"
 
         kdir = self.dir / "kubelet"
         kdir.mkdir(parents=True, exist_ok=True)
+        self._make_cgroup_root()
         kubeconfig = write_kubeconfig(self.dir / "kubelet.kubeconfig", c.api_server, c.pki / "ca.crt",
                                       c.tokens["kubelet"], f"system:node:{self.name}")
         (self.dir / "kubelet-config.yaml").write_text(yaml.safe_dump({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             "address": BRIDGE_ADDRESS, "port": 10250, "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1", "healthzPort": 0,
-            "cgroupDriver": "cgroupfs", "failSwapOn": False, "makeIPTablesUtilChains": False,
+            "cgroupDriver": "cgroupfs", "cgroupRoot": "/" + self.cgroup_root,
+            "failSwapOn": False, "makeIPTablesUtilChains": False,
             "nodeStatusUpdateFrequency": "2s", "serializeImagePulls": False,
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(c.pki / "ca.crt")}},
@@ -270,11 +292,21 @@ state = "{cdir / 'state'}"
         for task in self.ctr("tasks", "ls", "-q", check=False).stdout.split():
             self.ctr("tasks", "kill", "--all", "--signal", "SIGKILL", task, check=False)
 
+    def _make_cgroup_root(self) -> None:
+        for mount in cgroup_mounts():
+            root = mount / self.cgroup_root
+            root.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset takes no process until these are set
+                if (mount / name).exists() and not (root / name).read_text().strip():
+                    (root / name).write_text((mount / name).read_text())
+
     def _pod_cgroups(self) -> list[Path]:
-        """The kubelet's cgroup trees (kubepods, in every v1 hierarchy), deepest first."""
+        """This node's cgroup trees (its root in every v1 hierarchy, kubepods under it), deepest first."""
         found: list[Path] = []
-        for top in Path("/sys/fs/cgroup").glob("*/kubepods"):
-            found += [Path(d) for d, _, _ in os.walk(top)]
+        for mount in cgroup_mounts():
+            top = mount / self.cgroup_root
+            if top.is_dir():
+                found += [Path(d) for d, _, _ in os.walk(top)]
         return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
     def _kill_pod_processes(self) -> None:
@@ -351,7 +383,7 @@ state = "{cdir / 'state'}"
     def leftovers(self) -> list[str]:
         """What stop() should have undone and did not."""
         left = []
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
+        if self.made_bridge or bridge_exists():
             left.append(f"bridge {BRIDGE}")
         now = read_sysctls()
         left += [f"sysctl {k}={now.get(k)} (was {v})" for k, v in self.saved_sysctls.items() if now.get(k) != v]
