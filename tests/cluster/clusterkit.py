@@ -191,6 +191,7 @@ class Cluster:
         if missing:
             raise ClusterError("cannot start the test cluster, missing: " + ", ".join(missing))
         t0 = time.monotonic()
+        self.started_at = time.time()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         try:
@@ -345,12 +346,15 @@ class Cluster:
         self._wait(ready, timeout, "kube-apiserver /readyz")
 
     def node_ready(self, name: str) -> bool:
+        """Ready, by a heartbeat of this start (a restarted cluster's etcd still says Ready from before)."""
         try:
             node = self._get(f"/api/v1/nodes/{name}")
         except (urllib.error.URLError, OSError):
             return False
         conditions = (node or {}).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at - 1))
+        return any(c["type"] == "Ready" and c["status"] == "True" and c.get("lastHeartbeatTime", "") >= since
+                   for c in conditions)
 
     def _wait(self, check: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

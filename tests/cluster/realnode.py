@@ -346,11 +346,20 @@ state = "{cdir / 'state'}"
                     pass
 
     def _remove_cgroups(self) -> None:
-        for cg in self._pod_cgroups():
-            try:
-                cg.rmdir()
-            except OSError:
-                pass
+        """rmdir deepest first; a cgroup the kernel is still releasing answers EBUSY for a moment: retry."""
+        deadline = time.monotonic() + 10
+        while True:
+            failed = []
+            for cg in self._pod_cgroups():
+                try:
+                    cg.rmdir()
+                except OSError as exc:
+                    failed.append(f"{cg}: {exc.strerror}")
+            if not failed:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("cannot remove " + "; ".join(failed[:3]))
+            time.sleep(0.2)
 
     def _unmount(self) -> None:
         root = str(self.dir)
