@@ -156,7 +156,7 @@ class FakeKubelet:
         body = {"status": {
             "phase": "Running", "conditions": conditions, "hostIP": self.node_ip[spec.nodeName or ""],
             "podIP": ip, "podIPs": [{"ip": ip}], "startTime": t, "containerStatuses": containers,
-            "initContainerStatuses": inits, "qosClass": "BestEffort",
+            "initContainerStatuses": inits,  # qosClass: the API server set it at creation
         }}
         try:
             self.client.patch(Pod.Status, meta.name or "", body, namespace=meta.namespace,
