@@ -180,3 +180,31 @@ def test_a_second_control_plane_starts_beside_and_stops_leaving_nothing(cluster:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+PACKAGE_DIGESTS = """
+import hashlib, json, os, openscore
+root = os.path.dirname(openscore.__file__)
+print(json.dumps({os.path.relpath(os.path.join(d, f), root): hashlib.sha256(open(os.path.join(d, f), "rb").read())
+                  .hexdigest() for d, _, files in os.walk(root) for f in files if "__pycache__" not in d}))
+"""
+
+
+def test_the_runtime_image_runs_this_checkouts_package(cluster: ClusterInfo, namespace: str, runtime_image: str,
+                                                       tmp_path: Any) -> None:
+    import hashlib
+
+    from tests.cluster.imagekit import SITE_PACKAGES, stage_checkout
+    real_node(cluster)
+    apply(cluster, namespace, pod("digests", runtime_image, restartPolicy="Never",
+                                  container={"command": ["python3", "-c", PACKAGE_DIGESTS]}))
+
+    def finished() -> Any:
+        phase = cluster.kubectl_json("-n", namespace, "get", "pod", "digests")["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+    assert wait_for(finished, "the digests pod to finish", timeout=180) == "Succeeded"
+    in_image = json.loads(cluster.kubectl("-n", namespace, "logs", "digests").stdout)
+    package = stage_checkout(tmp_path) / SITE_PACKAGES / "openscore"
+    here = {str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in package.rglob("*") if p.is_file()}
+    assert here and {k: in_image.get(k) for k in here} == here
