@@ -96,7 +96,7 @@ def _error_for(status: int, reason: str, message: str) -> KubeError:
 def _selector(label_selector: str | Mapping[str, str] | None) -> str | None:
     if label_selector is None or isinstance(label_selector, str):
         return label_selector or None
-    return ",".join(f"{k}={v}" for k, v in label_selector.items())
+    return ",".join(f"{k}={v}" for k, v in label_selector.items()) or None
 
 
 class _Kind:
