@@ -229,3 +229,22 @@ def test_secrets_hold_the_documents_kubernetes_style(open_store, admin, namespac
         cr = await kube.get(crd.API_VERSION, crd.KIND, "svc-a", namespace)
         assert cr is not None and "primary-0001" not in json.dumps(cr)
     asyncio.run(main())
+
+
+def test_a_status_write_is_no_change_to_watchers(open_store, admin, namespace):
+    """The status helper writes the CR's status often: the router's watch sees only document changes."""
+    async def main():
+        store = await open_store()
+        kube = admin()
+        await store.put_service("svc-a", svc(1))
+        start = await store.snapshot()
+        changes = store.watch(start.revision)
+        await kube.patch(crd.API_VERSION, crd.KIND, "svc-a", {"status": {"state": "Healthy"}}, namespace,
+                         subresource="status")
+        rec = await store.put_service("svc-a", svc(2))
+        seen = await take(changes, 1)
+        await changes.aclose()
+        assert [(c.revision, c.value.config) for c in seen] == [(rec.revision, svc(2))]
+        cr = await kube.get(crd.API_VERSION, crd.KIND, "svc-a", namespace)
+        assert cr is not None and cr["status"] == {"state": "Healthy"}  # the store's write kept the status
+    asyncio.run(main())
