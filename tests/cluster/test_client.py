@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import subprocess
@@ -135,8 +136,22 @@ def token_kubeconfig(kubeconfig: str, namespace: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_no_rights_is_forbidden_and_no_server_is_unreachable(kubeconfig, namespace, tmp_path):
+def test_in_cluster_config_no_rights_forbidden_and_no_server_unreachable(kubeconfig, namespace, tmp_path, monkeypatch):
     path = token_kubeconfig(kubeconfig, namespace, tmp_path)
+    # the same ServiceAccount as a pod sees it: its token Secret's files, the service's address in the env
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    kc = ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace]
+    name = subprocess.run([*kc, "get", "serviceaccount", "nobody", "-o", "jsonpath={.secrets[0].name}"],
+                          capture_output=True, text=True, check=True).stdout
+    data = json.loads(subprocess.run([*kc, "get", "secret", name, "-o", "jsonpath={.data}"],
+                                     capture_output=True, text=True, check=True).stdout)
+    for key in ("token", "ca.crt", "namespace"):
+        (account / key).write_bytes(base64.b64decode(data[key]))
+    server = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
 
     async def main():
         async with KubeClient.from_kubeconfig(str(path), namespace=namespace) as c:
@@ -145,6 +160,16 @@ def test_no_rights_is_forbidden_and_no_server_is_unreachable(kubeconfig, namespa
             assert e.value.status == 403 and f"system:serviceaccount:{namespace}:nobody" in e.value.message
             with pytest.raises(ForbiddenError):
                 await c.apply(cm(namespace, a="1"))
+        async with KubeClient.in_cluster(service_account_dir=str(account)) as c:
+            assert c.namespace == namespace
+            assert (await c.server_version()).startswith("v1.20")  # anyone may read the version
+            with pytest.raises(ForbiddenError, match=f"system:serviceaccount:{namespace}:nobody"):
+                await c.get("v1", "Secret", name)
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+        with pytest.raises(KubeError, match="KUBERNETES_SERVICE_HOST"):
+            KubeClient.in_cluster(service_account_dir=str(account))
+        with pytest.raises(KubeError, match="no service account"):
+            KubeClient.in_cluster(service_account_dir=str(tmp_path / "none"))
         conf = yaml.safe_load(path.read_text())
         conf["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
         nowhere = tmp_path / "nowhere.kubeconfig"
