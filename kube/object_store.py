@@ -81,6 +81,7 @@ class KubernetesObjectStore(ObjectStore):
         self.client = client
         self.namespace = namespace
         self._watches: set[asyncio.Queue[Any]] = set()
+        self._pumps: set[asyncio.Task[None]] = set()  # every watch's two; close() ends them even if unread
         self._closed = False
         # the documents the last listings returned, by their revision: a watch from one knows what each object
         # held, so a status-only write right after it is no change either
@@ -305,8 +306,9 @@ class KubernetesObjectStore(ObjectStore):
                 if isinstance(e, asyncio.CancelledError):
                     raise
 
-        tasks = [asyncio.create_task(pump(crd.API_VERSION, crd.KIND, rv_cr, None)),
-                 asyncio.create_task(pump("v1", "Secret", rv_secrets, _SECRET_SELECTOR))]
+        tasks = [asyncio.create_task(pump(crd.API_VERSION, crd.KIND, rv_cr, None), name="openscore-kube-watch"),
+                 asyncio.create_task(pump("v1", "Secret", rv_secrets, _SECRET_SELECTOR), name="openscore-kube-watch")]
+        self._pumps.update(tasks)
         try:
             while not self._closed:
                 item = await queue.get()
@@ -339,12 +341,17 @@ class KubernetesObjectStore(ObjectStore):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._pumps.difference_update(tasks)
 
     async def close(self) -> None:
         """Watches end; the client is the caller's (not closed here)."""
         self._closed = True
         for q in list(self._watches):
             q.put_nowait(None)
+        pumps = list(self._pumps)
+        for t in pumps:
+            t.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def KubernetesStateStore(client: KubeClient, namespace: str) -> StateStore:

@@ -248,3 +248,21 @@ def test_a_status_write_is_no_change_to_watchers(open_store, admin, namespace):
         cr = await kube.get(crd.API_VERSION, crd.KIND, "svc-a", namespace)
         assert cr is not None and cr["status"] == {"state": "Healthy"}  # the store's write kept the status
     asyncio.run(main())
+
+
+def test_close_ends_every_watch_even_one_left_unread(kubeconfig, namespace):
+    async def main():
+        async with KubeClient.from_kubeconfig(kubeconfig, namespace=namespace) as client:
+            store = KubernetesStateStore(client, namespace)
+            start = await store.snapshot()
+            read = store.watch(start.revision)
+            first = asyncio.create_task(take(read, 1))
+            abandoned = store.watch(start.revision)
+            pending = asyncio.create_task(abandoned.__anext__())  # its watches run; its reader walks away
+            await store.put_service("svc-a", svc(1))
+            assert (await first)[0].name == "svc-a"
+            await store.close()
+            await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 10)
+            assert not [t for t in asyncio.all_tasks() if t.get_name() == "openscore-kube-watch"]
+        assert client._closed
+    asyncio.run(main())
