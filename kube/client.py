@@ -66,6 +66,7 @@ class UnreachableError(KubeError):
 
 
 _SCALE_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "ReplicaSet": "apps/v1"}
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 WATCH_SERVER_TIMEOUT_S = 300  # the server ends a watch after this; the client resumes it transparently
 
 
@@ -96,7 +97,7 @@ def _error_for(status: int, reason: str, message: str) -> KubeError:
 def _selector(label_selector: str | Mapping[str, str] | None) -> str | None:
     if label_selector is None or isinstance(label_selector, str):
         return label_selector or None
-    return ",".join(f"{k}={v}" for k, v in label_selector.items())
+    return ",".join(f"{k}={v}" for k, v in label_selector.items()) or None
 
 
 class _Kind:
@@ -175,13 +176,17 @@ class KubeClient:
         return cls(config, namespace)
 
     @classmethod
-    def in_cluster(cls, namespace: str | None = None) -> KubeClient:
-        """A client from the pod's service account (token, CA, KUBERNETES_SERVICE_HOST); `namespace` defaults
-        to the pod's own."""
+    def in_cluster(cls, namespace: str | None = None, *,
+                   service_account_dir: str = SERVICE_ACCOUNT_DIR) -> KubeClient:
+        """A client from the pod's service account (token, CA, KUBERNETES_SERVICE_HOST/PORT); `namespace`
+        defaults to the pod's own."""
         try:
-            config = KubeConfig.from_service_account().get()
+            config = KubeConfig.from_service_account(service_account_dir).get()
         except (ConfigError, OSError) as e:
-            raise KubeError(0, "BadConfig", f"not in a cluster (no service account): {e}") from None
+            raise KubeError(0, "BadConfig", f"not in a cluster (no service account in {service_account_dir}): "
+                                            f"{e}") from None
+        except KeyError as e:
+            raise KubeError(0, "BadConfig", f"not in a cluster: ${e.args[0]} is not set") from None
         assert config is not None
         return cls(config, namespace)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import json
 import logging
@@ -33,6 +34,7 @@ SERVICE, SERVICE_KEYS, SIGNING_KEYS = "service", "service-keys", "signing-keys"
 _SECRET_SELECTOR = f"{crd.LABEL_KIND} in ({crd.KIND_SERVICE_KEYS},{crd.KIND_SIGNING_KEYS})"
 _RETRIES = 20
 _DELETE_EVENT_WAIT_S = 10.0
+_LISTINGS_KEPT = 4
 
 
 def _kind_of(kind: str) -> tuple[str, str]:
@@ -79,7 +81,12 @@ class KubernetesObjectStore(ObjectStore):
         self.client = client
         self.namespace = namespace
         self._watches: set[asyncio.Queue[Any]] = set()
+        self._pumps: set[asyncio.Task[None]] = set()  # every watch's two; close() ends them even if unread
         self._closed = False
+        # the documents the last listings returned, by their revision: a watch from one knows what each object
+        # held, so a status-only write right after it is no change either
+        self._listed: collections.OrderedDict[str, dict[tuple[str, str], Mapping[str, Any]]] = \
+            collections.OrderedDict()
 
     def where(self, kind: str, name: str) -> str:
         """The Kubernetes object, for messages (`scoringservices/<ns>/<name>`, `secrets/<ns>/<name>-keys`)."""
@@ -188,7 +195,11 @@ class KubernetesObjectStore(ObjectStore):
                 out[key[0]].append(self._decode(key[0], key[1], obj))
         for items in out.values():
             items.sort(key=lambda s: s.name)
-        return out, f"{rv_cr}.{rv_secrets}"
+        rev = f"{rv_cr}.{rv_secrets}"
+        self._listed[rev] = {(s.kind, s.name): s.doc for items in out.values() for s in items}
+        while len(self._listed) > _LISTINGS_KEPT:
+            self._listed.popitem(last=False)
+        return out, rev
 
     # ------------------------------------------------------------------ writes
     async def put(self, kind: str, name: str, doc: Mapping[str, Any], expect: str | None = None) -> Stored:
@@ -271,8 +282,9 @@ class KubernetesObjectStore(ObjectStore):
 
     # ------------------------------------------------------------------ watch
     async def watch(self, since: str | None = None) -> AsyncIterator[Event]:
-        """Every change after the composite revision `since`: the CR and Secret watches merged (each kind in
-        order; across kinds as they arrive)."""
+        """Every change after the composite revision `since`: the CR and Secret watches merged (each in order;
+        a CR's and a Secret's change in the order they arrive). A write that leaves the document as it was
+        (the CR's status, an ownerReference) is no change, as in the file store."""
         if self._closed:
             raise RuntimeError("the store is closed")
         rv_cr: str | None = None
@@ -283,6 +295,7 @@ class KubernetesObjectStore(ObjectStore):
                 raise ValueError(f"not a revision of this store: {since!r}")
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._watches.add(queue)
+        last = dict(self._listed.get(since or "", {}))  # the document each object held: at `since`, then events
 
         async def pump(api_version: str, kind: str, rv: str | None, selector: str | None) -> None:
             try:
@@ -293,8 +306,9 @@ class KubernetesObjectStore(ObjectStore):
                 if isinstance(e, asyncio.CancelledError):
                     raise
 
-        tasks = [asyncio.create_task(pump(crd.API_VERSION, crd.KIND, rv_cr, None)),
-                 asyncio.create_task(pump("v1", "Secret", rv_secrets, _SECRET_SELECTOR))]
+        tasks = [asyncio.create_task(pump(crd.API_VERSION, crd.KIND, rv_cr, None), name="openscore-kube-watch"),
+                 asyncio.create_task(pump("v1", "Secret", rv_secrets, _SECRET_SELECTOR), name="openscore-kube-watch")]
+        self._pumps.update(tasks)
         try:
             while not self._closed:
                 item = await queue.get()
@@ -312,23 +326,32 @@ class KubernetesObjectStore(ObjectStore):
                     continue
                 rev = str(obj["metadata"]["resourceVersion"])
                 if event_type == "DELETED":
+                    last.pop(key, None)
                     yield Event(key[0], key[1], rev, None)
-                else:
-                    s = self._decode(key[0], key[1], obj)
-                    if s.invalid is not None:
-                        log.error("%s is unreadable: %s", self.where(*key), s.invalid)
-                    yield Event(key[0], key[1], rev, s.doc)  # an unreadable one as {}: its reader refuses it
+                    continue
+                s = self._decode(key[0], key[1], obj)
+                if last.get(key) == s.doc:
+                    continue  # metadata or status only (an ownerReference, the CR's status): not a change
+                last[key] = s.doc
+                if s.invalid is not None:
+                    log.error("%s is unreadable: %s", self.where(*key), s.invalid)
+                yield Event(key[0], key[1], rev, s.doc)  # an unreadable one as {}: its reader refuses it
         finally:
             self._watches.discard(queue)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._pumps.difference_update(tasks)
 
     async def close(self) -> None:
         """Watches end; the client is the caller's (not closed here)."""
         self._closed = True
         for q in list(self._watches):
             q.put_nowait(None)
+        pumps = list(self._pumps)
+        for t in pumps:
+            t.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def KubernetesStateStore(client: KubeClient, namespace: str) -> StateStore:

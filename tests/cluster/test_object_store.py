@@ -229,3 +229,40 @@ def test_secrets_hold_the_documents_kubernetes_style(open_store, admin, namespac
         cr = await kube.get(crd.API_VERSION, crd.KIND, "svc-a", namespace)
         assert cr is not None and "primary-0001" not in json.dumps(cr)
     asyncio.run(main())
+
+
+def test_a_status_write_is_no_change_to_watchers(open_store, admin, namespace):
+    """The status helper writes the CR's status often: the router's watch sees only document changes."""
+    async def main():
+        store = await open_store()
+        kube = admin()
+        await store.put_service("svc-a", svc(1))
+        start = await store.snapshot()
+        changes = store.watch(start.revision)
+        await kube.patch(crd.API_VERSION, crd.KIND, "svc-a", {"status": {"state": "Healthy"}}, namespace,
+                         subresource="status")
+        rec = await store.put_service("svc-a", svc(2))
+        seen = await take(changes, 1)
+        await changes.aclose()
+        assert [(c.revision, c.value.config) for c in seen] == [(rec.revision, svc(2))]
+        cr = await kube.get(crd.API_VERSION, crd.KIND, "svc-a", namespace)
+        assert cr is not None and cr["status"] == {"state": "Healthy"}  # the store's write kept the status
+    asyncio.run(main())
+
+
+def test_close_ends_every_watch_even_one_left_unread(kubeconfig, namespace):
+    async def main():
+        async with KubeClient.from_kubeconfig(kubeconfig, namespace=namespace) as client:
+            store = KubernetesStateStore(client, namespace)
+            start = await store.snapshot()
+            read = store.watch(start.revision)
+            first = asyncio.create_task(take(read, 1))
+            abandoned = store.watch(start.revision)
+            pending = asyncio.create_task(abandoned.__anext__())  # its watches run; its reader walks away
+            await store.put_service("svc-a", svc(1))
+            assert (await first)[0].name == "svc-a"
+            await store.close()
+            await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 10)
+            assert not [t for t in asyncio.all_tasks() if t.get_name() == "openscore-kube-watch"]
+        assert client._closed
+    asyncio.run(main())
