@@ -262,8 +262,10 @@ class KubeClient:
         when None), until the iterator is closed or the client is. When the server ends the watch (its
         timeout) it resumes from the last version seen; `GoneError` when that version is no longer kept."""
         k = _kind(api_version, kind)
-        if resource_version is None:
-            _, resource_version = await self.list(api_version, kind, namespace, label_selector)
+        if resource_version is None:  # "now": a list's revision (one item is enough to get it)
+            br = self._prepare("list", k.main, namespace=namespace, params={"limit": 1})
+            resource_version = str((json.loads((await self._send(br)).content).get("metadata") or {})
+                                   .get("resourceVersion") or "")
         rv = resource_version
         while not self._closed:
             br = self._prepare("list", k.main, namespace=namespace, watch=True, params={
