@@ -1,10 +1,13 @@
-"""`KubeClient`: the project's own small async interface to the Kubernetes API server, over lightkube's
-AsyncClient. Objects are plain dicts (`apiVersion`, `kind`, `metadata`, ...) in and out, so the rest of
-openscore never depends on lightkube's model classes and the client underneath can change.
+"""`KubeClient`: the project's own small async interface to the Kubernetes API server, over lightkube (pinned):
+its async transport (kubeconfig and in-cluster auth, TLS, request paths) and its resource table, with every
+kind decoded as a plain dict (`apiVersion`, `kind`, `metadata`, ...), in and out, so the rest of openscore
+never depends on lightkube's model classes and the library underneath can change.
 
-Resources are addressed by (api_version, kind) like kubectl does; kinds lightkube does not know (our CRD) are
-registered as generic resources on first use. Failures are `KubeError`s carrying the API server's status,
-reason and message.
+Resources are addressed by (api_version, kind) like kubectl does: built-in kinds from lightkube's table, our
+ScoringService registered here (`register_kind` for others). Failures are `KubeError`s carrying the API
+server's status, reason and message verbatim. The watch loop is our own (lightkube's drops the revision on
+410 and restarts from scratch): it resumes from the last revision seen when the server ends a watch, and
+raises `GoneError` when that revision is too old.
 """
 
 from __future__ import annotations
