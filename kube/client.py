@@ -5,9 +5,9 @@ never depends on lightkube's model classes and the library underneath can change
 
 Resources are addressed by (api_version, kind) like kubectl does: built-in kinds from lightkube's table, our
 ScoringService registered here (`register_kind` for others). Failures are `KubeError`s carrying the API
-server's status, reason and message verbatim. The watch loop is our own (lightkube's drops the revision on
-410 and restarts from scratch): it resumes from the last revision seen when the server ends a watch, and
-raises `GoneError` when that revision is too old.
+server's status, reason and message verbatim. The watch loop is our own (lightkube's raises its own error,
+or on 410 silently restarts from the current state, which loses changes): it resumes from the last revision
+seen when the server ends a watch, and raises `GoneError` when that revision is too old.
 """
 
 from __future__ import annotations
