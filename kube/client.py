@@ -1,10 +1,13 @@
-"""`KubeClient`: the project's own small async interface to the Kubernetes API server, over lightkube's
-AsyncClient. Objects are plain dicts (`apiVersion`, `kind`, `metadata`, ...) in and out, so the rest of
-openscore never depends on lightkube's model classes and the client underneath can change.
+"""`KubeClient`: the project's own small async interface to the Kubernetes API server, over lightkube (pinned):
+its async transport (kubeconfig and in-cluster auth, TLS, request paths) and its resource table, with every
+kind decoded as a plain dict (`apiVersion`, `kind`, `metadata`, ...), in and out, so the rest of openscore
+never depends on lightkube's model classes and the library underneath can change.
 
-Resources are addressed by (api_version, kind) like kubectl does; kinds lightkube does not know (our CRD) are
-registered as generic resources on first use. Failures are `KubeError`s carrying the API server's status,
-reason and message.
+Resources are addressed by (api_version, kind) like kubectl does: built-in kinds from lightkube's table, our
+ScoringService registered here (`register_kind` for others). Failures are `KubeError`s carrying the API
+server's status, reason and message verbatim. The watch loop is our own (lightkube's raises its own error,
+or on 410 silently restarts from the current state, which loses changes): it resumes from the last revision
+seen when the server ends a watch, and raises `GoneError` when that revision is too old.
 """
 
 from __future__ import annotations
@@ -262,8 +265,10 @@ class KubeClient:
         when None), until the iterator is closed or the client is. When the server ends the watch (its
         timeout) it resumes from the last version seen; `GoneError` when that version is no longer kept."""
         k = _kind(api_version, kind)
-        if resource_version is None:
-            _, resource_version = await self.list(api_version, kind, namespace, label_selector)
+        if resource_version is None:  # "now": a list's revision (one item is enough to get it)
+            br = self._prepare("list", k.main, namespace=namespace, params={"limit": 1})
+            resource_version = str((json.loads((await self._send(br)).content).get("metadata") or {})
+                                   .get("resourceVersion") or "")
         rv = resource_version
         while not self._closed:
             br = self._prepare("list", k.main, namespace=namespace, watch=True, params={
