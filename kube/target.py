@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openscore.kube import crd
-from openscore.kube.client import ForbiddenError, GoneError, KubeClient, KubeError
+from openscore.kube.client import ConflictError, ForbiddenError, GoneError, KubeClient, KubeError
 from openscore.kube.instance_types import InstanceType, resolve
 from openscore.kube.manifests import (
     ANNOTATION_TEMPLATE_HASH,
@@ -307,10 +307,14 @@ class KubernetesTarget(ComputeTarget):
         owner = await self.owner_for(key)
         existing = await self.client.get("v1", "Secret", secret_name, self.namespace)
         if existing is None:
-            value = secrets.token_urlsafe(32)
-            existing = await self.client.apply(replica_secret_manifest(secret_name, self.namespace, owner, value,
-                                                                       service=key[0], version=key[1]),
-                                               field_manager=FIELD_MANAGER)
+            manifest = replica_secret_manifest(secret_name, self.namespace, owner, secrets.token_urlsafe(32),
+                                               service=key[0], version=key[1])
+            try:  # create, not apply: of two deployers racing, the first one's value stays
+                existing = await self.client.create(manifest)
+            except ConflictError:
+                existing = await self.client.get("v1", "Secret", secret_name, self.namespace)
+            if existing is None:
+                raise KubeError(409, "Conflict", f"Secret {secret_name} was deleted while it was being created")
         v.secret = secret_value(existing)
         it = self.instance_type_for(key, v.spec)
         plan = pod_plan(v.spec, service=key[0], graceful_s=self.graceful_s)

@@ -19,7 +19,13 @@ import aiohttp
 import pytest
 
 from openscore.kube.client import ForbiddenError, KubeClient, UnreachableError
-from openscore.kube.instance_types import InstanceType, parse_instance_type, resolve
+from openscore.kube.instance_types import (
+    InstanceType,
+    InstanceTypeTooLarge,
+    check_fits,
+    parse_instance_type,
+    resolve,
+)
 from openscore.kube.manifests import (
     ANNOTATION_ROLLOUT,
     deployment_manifest,
@@ -460,6 +466,21 @@ def test_a_restarted_router_takes_the_count_it_finds(cluster: ClusterInfo, names
 
 
 # ------------------------------------------------------------------------------------------------ dry run
+def test_the_fit_check_on_the_clusters_own_nodes(cluster: ClusterInfo) -> None:
+    nodes = cluster.kubectl_json("get", "nodes")["items"]
+    assert check_fits(GPU_TYPE, nodes)["metadata"]["name"] in ("gpu-0", "gpu-1")
+    three = parse_instance_type({"metadata": {"name": "gpu-three"}, "spec": {
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                      "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": 3}},
+        "tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}})
+    with pytest.raises(InstanceTypeTooLarge) as e:
+        check_fits(three, nodes)
+    assert e.value.to_azure()["Code"] == 9
+    assert "gpu-0" in str(e.value) or "gpu-1" in str(e.value)
+    assert "nvidia.com/gpu 3 > 1" in str(e.value)
+
+
+
 @pytest.mark.parametrize("kind", ["cpu", "gpu", "fpga", "adhoc-gpu"])
 def test_the_api_server_accepts_the_manifests(cluster: ClusterInfo, namespace: str, kind: str) -> None:
     fpga = parse_instance_type({"metadata": {"name": "fpga"}, "spec": {
