@@ -139,6 +139,9 @@ class Watcher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.target.stop()
+        # nothing of the target's keeps running: watches, credential reads, background scales
+        left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("kube-target") and not t.done()]
+        assert not left, left
 
     def on_change(self, key: tuple[str, str]) -> None:
         self.seen.extend(self.target.replicas(key))
