@@ -81,6 +81,17 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO model_names(name, last_version) SELECT name, MAX(version) FROM models GROUP BY name;
     """,
+    # 4: attached Kubernetes computes (openscore.deployer.computes): where `--ct NAME` deploys go.
+    """
+    CREATE TABLE computes (
+        name TEXT PRIMARY KEY,
+        compute_type TEXT NOT NULL,        -- "AKS" (a Kubernetes cluster)
+        config TEXT NOT NULL,              -- JSON: kubeconfig, context, namespace, registry, fpgaResource
+        instance_types TEXT NOT NULL,      -- JSON list of Azure InstanceType documents ('[]': the default)
+        server_version TEXT NOT NULL,      -- what the cluster said at attach time
+        created REAL NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
