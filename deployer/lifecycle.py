@@ -239,6 +239,11 @@ class ServiceManager:
     def _target(self, compute_target: str | None, dc: DeploymentConfigSpec | None, log: Log) -> None:
         ct = compute_target or (dc.compute_target_name if dc is not None else None)
         if ct and ct != LOCAL:
+            from openscore.deployer.computes import ComputeRegistry
+            if ct in {c.name for c in ComputeRegistry(self.ws).list()}:
+                raise DeployError(f"compute {ct} is an attached Kubernetes cluster: deploying services to it is "
+                                  "not available in this openscore yet (`openscore cluster install -n "
+                                  f"{ct}` prepares it); deploy to the embedded local target (--ct local)")
             raise DeployError(f"Compute target {ct!r} is not attached to workspace {self.ws.root}; attached "
                               f"targets: {', '.join(ATTACHED_TARGETS)}")
         if not ct and dc is not None and dc.compute_type in ("aks", "aksendpoint"):
