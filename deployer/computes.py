@@ -23,8 +23,10 @@ from openscore.deployer.errors import ConflictError, DeployError, NotFoundError
 from openscore.deployer.store import Store
 
 if TYPE_CHECKING:
+    from openscore.deployer.deployment_config import DeploymentConfigSpec
     from openscore.kube.client import KubeClient
     from openscore.kube.instance_types import InstanceType
+    from openscore.router.config import VersionSpec
 
 COMPUTE_TYPE = "AKS"
 DEFAULT_NAMESPACE = "openscore"
@@ -178,3 +180,53 @@ class ComputeRegistry:
                                     "first)")
             db.execute("DELETE FROM computes WHERE name = ?", (name,))
         return compute
+
+
+def _version_specs(dc: DeploymentConfigSpec) -> list[VersionSpec]:
+    """The deploymentconfig's versions as the router parses them (inference keys stood in for)."""
+    from openscore.deployer.deployment_config import _for_check
+    from openscore.router.config import ConfigError, parse_service
+    check = _for_check(dc.raw)
+    if dc.compute_type == "aksendpoint" and isinstance(dc.raw.get("versions"), dict):
+        check["versions"] = {n: _for_check(v) if isinstance(v, dict) else v for n, v in dc.raw["versions"].items()}
+        check.pop("entryScript")
+    else:
+        check["computeType"] = "aks"
+        check.pop("versions", None)
+    try:
+        return list(parse_service("check", check, None, path="").versions.values())
+    except ConfigError as e:
+        raise DeployError(f"Invalid configuration, {e}") from None
+
+
+async def _nodes(compute: Compute) -> list[dict[str, Any]]:
+    from openscore.kube.client import KubeError
+    client = compute.client()
+    try:
+        items, _ = await client.list("v1", "Node")
+        return items
+    except KubeError as e:
+        raise DeployError(f"compute {compute.name}: listing its nodes: {e.message}") from None
+    finally:
+        await client.close()
+
+
+def check_submit(compute: Compute, dc: DeploymentConfigSpec | None) -> list[str]:
+    """Submit-time checks of a deploy to `compute`: each version's instance type resolves (an unknown name
+    is refused naming the known ones) and fits a node it can land on (Azure's Code 9 names the largest);
+    returns "version: instance type on node" lines."""
+    from openscore.kube import instance_types as it
+    types = compute.instance_types()
+    fpga = compute.fpga_resource or it.DEFAULT_FPGA_RESOURCE
+    specs = _version_specs(dc) if dc is not None else []
+    nodes = run_async(_nodes(compute)) if specs else []
+    out = []
+    for spec in specs:
+        try:
+            chosen = it.resolve(spec, types, fpga_resource=fpga)
+            node = it.check_fits(chosen, nodes)
+        except it.InstanceTypeError as e:
+            code = f"Code {e.code}: " if e.code is not None else ""
+            raise DeployError(f"compute {compute.name}, version {spec.name}: {code}{e}") from None
+        out.append(f"{spec.name}: instance type {chosen.name} fits node {node['metadata']['name']}")
+    return out

@@ -239,8 +239,10 @@ class ServiceManager:
     def _target(self, compute_target: str | None, dc: DeploymentConfigSpec | None, log: Log) -> None:
         ct = compute_target or (dc.compute_target_name if dc is not None else None)
         if ct and ct != LOCAL:
-            from openscore.deployer.computes import ComputeRegistry
+            from openscore.deployer.computes import ComputeRegistry, check_submit
             if ct in {c.name for c in ComputeRegistry(self.ws).list()}:
+                for line in check_submit(ComputeRegistry(self.ws).get(ct), dc):
+                    log(line)
                 raise DeployError(f"compute {ct} is an attached Kubernetes cluster: deploying services to it is "
                                   "not available in this openscore yet (`openscore cluster install -n "
                                   f"{ct}` prepares it); deploy to the embedded local target (--ct local)")
