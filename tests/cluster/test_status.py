@@ -234,7 +234,7 @@ def test_a_healthy_service_goes_transitioning_then_healthy(
         cr = await c.get(crd.API_VERSION, crd.KIND, "echo", namespace)
         assert cr is not None and st.observed_generation == cr["metadata"]["generation"]
         # a new spec the Deployment controller has not settled: no longer Healthy
-        changed = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        changed: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
             "name": dep["metadata"]["name"], "namespace": namespace}, "spec": {"template": dep["spec"]["template"]}}
         changed["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "1"})
         await c.apply(changed, field_manager="a-user")
