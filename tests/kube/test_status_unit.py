@@ -296,6 +296,15 @@ def test_oom_killed_is_pod_out_of_memory() -> None:
     assert detail(st)["code"] == "PodOutOfMemory"
 
 
+def test_oom_killed_wins_over_the_exit_code_of_a_supervisor_whose_worker_was_killed() -> None:
+    # captured: PID 1 exited 3 after its child was OOM-killed; the kubelet still says OOMKilled
+    last = {"terminated": {"exitCode": 3, "reason": "OOMKilled", "message": "child -9\n"}}
+    loop = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+    st = status(cr(), [deployment(ready=0)], [pod(ready=False, state=loop, last=last, restarts=1)])
+    assert detail(st)["code"] == "PodOutOfMemory" and detail(st)["exitCode"] == 3
+    assert detail(st)["message"].endswith("The replica's last log lines:\nchild -9")
+
+
 def test_a_progress_deadline_exceeded_is_failed() -> None:
     dep = deployment(ready=0, conditions=[{"type": "Progressing", "status": "False",
                                            "reason": "ProgressDeadlineExceeded",
