@@ -348,10 +348,11 @@ async def write_status(client: KubeClient, namespace: str, name: str, status: Se
         if cr is None:
             raise NotFoundError(404, "NotFound", f"scoringservices {name!r} not found in {namespace}")
         current = cr.get("status") or {}
-    if all(current.get(k) == v for k, v in doc.items()) and (status.error is not None or not current.get("error")):
+    if all(current.get(k) == v for k, v in doc.items()):
         return False
+    # a merge patch: "error": null clears an old error; versions gone from the config are nulled out too
     patch = dict(doc)
-    patch["error"] = status.error  # null clears an old error in a merge patch
+    patch["versions"] = {**{v: None for v in current.get("versions") or {}}, **doc["versions"]}
     await client.patch(crd.API_VERSION, crd.KIND, name, {"status": patch}, namespace=namespace,
                        subresource="status", merge="merge")
     return True

@@ -17,7 +17,7 @@ from openscore.images.deployment import build_deployment_layer
 from openscore.images.recipe import ImageRef
 from openscore.images.registry import Registry
 from openscore.kube import crd
-from openscore.kube.client import KubeClient
+from openscore.kube.client import KubeClient, NotFoundError
 from openscore.kube.instance_types import DEFAULT_INSTANCE_TYPE, InstanceType
 from openscore.kube.logs import service_logs
 from openscore.kube.manifests import (
@@ -119,6 +119,8 @@ async def timed_wait(c: KubeClient, ns: str, name: str, **kw: Any) -> tuple[Serv
     lines: list[str] = []
     t0 = time.monotonic()
     st = await wait_for_service(c, ns, name, timeout_s=LONG_TIMEOUT_S, show_output=lines.append, **kw)
+    left = {t for t in asyncio.all_tasks() if not t.done()} - {asyncio.current_task()}
+    assert not left, f"the wait left tasks running (its watches): {left}"
     return st, time.monotonic() - t0, lines
 
 
@@ -152,6 +154,12 @@ def test_a_gpu_service_larger_than_the_pool_is_unschedulable_with_the_schedulers
         assert got["status"]["reason"] == "PodUnschedulable"
         logs = await service_logs(c, namespace, "big")
         assert f"no logs yet: the pod is Pending, not scheduled: {cond['message']}" in logs
+
+        # a wait that times out returns the state then (the caller says it timed out)
+        short = await wait_for_service(c, namespace, "big", timeout_s=1)
+        assert short.state == UNSCHEDULABLE and short.error == st.error
+        with pytest.raises(NotFoundError):
+            await wait_for_service(c, namespace, "no-such-service", timeout_s=LONG_TIMEOUT_S)
 
         final, took, lines = await timed_wait(c, namespace, "big", unschedulable_deadline_s=5)
         assert final.state == FAILED, final
