@@ -34,6 +34,8 @@ DEFAULT_UNSCHEDULABLE_DEADLINE_S = 300.0  # Azure's 5 minutes
 EXIT_INIT_FAILED = 3  # openscore.runtime.worker.EXIT_INIT_FAILED (the runtime never imports kube, nor kube it)
 LOG_TAIL_LINES = 30
 IMAGE_PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+# an ErrImagePull that retrying cannot fix (a transient one, "connection refused", waits for ImagePullBackOff)
+_PERMANENT_PULL = ("not found", "notfound", "manifest unknown", "denied", "unauthorized", "forbidden")
 FAILED_CODE = "KubernetesDeploymentFailed"
 ANNOTATION_GENERATION = "openscore.io/service-generation"  # optional, on a Deployment: the CR generation it is for
 
@@ -154,6 +156,8 @@ def pod_failure(pod: Mapping[str, Any], log: str | None = None) -> dict[str, Any
     log_lines = _tail(log)
     if reason in IMAGE_PULL_FAILURES:
         msg = waiting.get("message") or reason
+        if reason == "ErrImagePull" and not any(w in msg.lower() for w in _PERMANENT_PULL):
+            return None
         return {"code": "ImagePullLoopBackOff", "pod": pod_name,
                 "message": f"Pod {pod_name} cannot pull its image {cs.get('image', '')!r} ({reason}): {msg}"}
     term = _terminated(cs)

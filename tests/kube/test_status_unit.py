@@ -287,6 +287,17 @@ def test_an_image_that_cannot_be_pulled_is_failed_with_the_kubelets_message() ->
         assert detail(st)["message"].endswith(f"({reason}): {PULL_TEXT}")
 
 
+def test_a_transient_pull_error_waits_for_the_kubelets_back_off() -> None:
+    refused = ('rpc error: code = Unknown desc = failed to pull and unpack image "127.0.0.1:5000/app:1": failed to '
+               'do request: Head "http://127.0.0.1:5000/v2/app/manifests/1": dial tcp 127.0.0.1:5000: connect: '
+               'connection refused')
+    p = pod(ready=False, state={"waiting": {"reason": "ErrImagePull", "message": refused}})
+    assert status(cr(), [deployment(ready=0)], [p]).state == TRANSITIONING
+    p = pod(ready=False, state={"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image '
+                                            '"127.0.0.1:5000/app:1"'}})
+    assert status(cr(), [deployment(ready=0)], [p]).state == FAILED
+
+
 def test_oom_killed_is_pod_out_of_memory() -> None:
     oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": stamp(1), "finishedAt": stamp(2)}}
     st = status(cr(), [deployment(ready=0)], [pod(ready=False, state=oom)])
