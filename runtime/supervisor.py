@@ -21,6 +21,7 @@ from openscore.runtime.worker import EXIT_INIT_FAILED, EXIT_RECYCLE, run_worker
 from openscore.runtime.worker_state import READY, STOPPED, WorkerTable
 
 log = logging.getLogger("openscore.supervisor")
+EXIT_KILLED_AT_INIT = 128 + signal.SIGKILL  # what a shell reports for a SIGKILLed process: 137
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
 
 
@@ -102,6 +103,13 @@ class Supervisor:
                 log.error("Worker %d failed to boot (the entry script or its init() failed, see above); "
                           "stopping with exit code %d", pid, EXIT_INIT_FAILED)
                 return self.shutdown(EXIT_INIT_FAILED)
+            if code == -signal.SIGKILL and not was_ready:
+                # almost always the memory limit during init() (the kernel kills the worker, not PID 1): a
+                # replacement would be killed the same way forever while /healthz still answers, so stop and
+                # let the container's exit (OOMKilled in a pod) say what happened
+                log.error("Worker %d was killed (SIGKILL) before it was ready, most likely by the memory limit "
+                          "while init() loaded the model; stopping with exit code %d", pid, EXIT_KILLED_AT_INIT)
+                return self.shutdown(EXIT_KILLED_AT_INIT)
             reason = ("recycled" if code == EXIT_RECYCLE else
                       f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
             label = "recycled" if code == EXIT_RECYCLE else "signal" if code < 0 else "exit"

@@ -163,6 +163,15 @@ def test_entry_script_that_cannot_load_exits_3(serve, script, expected_in_log):
     assert "failed to boot" in log and "exit code 3" in log
 
 
+def test_a_worker_killed_during_init_stops_the_server_with_137(serve):
+    """The memory limit during init(): one clear exit (OOMKilled in a pod) instead of endless respawns."""
+    server = serve("fault_init_killed.py", wait=False)
+    assert server.wait_exit(30) == 137
+    log = server.log()
+    assert "killed (SIGKILL) before it was ready" in log and "memory limit" in log, log
+    assert "starting a replacement" not in log
+
+
 def test_no_entry_script_exits_1(serve):
     server = serve(None, wait=False)
     assert server.wait_exit(30) == 1
