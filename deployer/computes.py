@@ -218,8 +218,11 @@ def check_submit(compute: Compute, dc: DeploymentConfigSpec | None) -> list[str]
     from openscore.kube import instance_types as it
     types = compute.instance_types()
     fpga = compute.fpga_resource or it.DEFAULT_FPGA_RESOURCE
-    specs = _version_specs(dc) if dc is not None else []
-    nodes = run_async(_nodes(compute)) if specs else []
+    if dc is None:  # no deploymentconfig: one version on the compute's defaultinstancetype
+        from openscore.deployer.deployment_config import deployment_config_from_dict
+        dc = deployment_config_from_dict({"computeType": "aks"})
+    specs = _version_specs(dc)
+    nodes = run_async(_nodes(compute))
     out = []
     for spec in specs:
         try:
