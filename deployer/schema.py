@@ -83,7 +83,7 @@ MIGRATIONS: list[str] = [
     """,
     # 4: attached Kubernetes computes (openscore.deployer.computes): where `--ct NAME` deploys go.
     """
-    CREATE TABLE computes (
+    CREATE TABLE IF NOT EXISTS computes (
         name TEXT PRIMARY KEY,
         compute_type TEXT NOT NULL,        -- "AKS" (a Kubernetes cluster)
         config TEXT NOT NULL,              -- JSON: kubeconfig, context, namespace, registry, fpgaResource
