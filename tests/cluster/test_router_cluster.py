@@ -1,0 +1,163 @@
+"""`openscore router --kubernetes` against the real cluster: a real router process (on the host, with a
+kubeconfig bound to the router's least-privilege Role) reads ScoringServices and Secrets, forwards to the
+pods' IPs with the replica credential, and answers with the service's key only; deleting the CR removes
+everything the service owned (the controller-manager's garbage collector)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from openscore.kube import crd
+from openscore.kube.client import KubeClient
+from openscore.kube.object_store import KubernetesStateStore
+from openscore.kube.target import KubernetesTarget
+from tests.cluster.conftest import ClusterInfo
+from tests.cluster.test_target import _router_client, app_image  # noqa: F401  (a fixture)
+from tests.router.routerkit import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "router-cluster-admin-key-0123456789abcdef"
+ROUTER_RULES_EXTRA = [  # the CR itself and its status, on top of the target's read/scale rules
+    {"apiGroups": [crd.GROUP], "resources": [crd.PLURAL], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [crd.GROUP], "resources": [f"{crd.PLURAL}/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def until(check: Any, what: str, timeout: float = 180) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class HostRouter:
+    """`openscore router --kubernetes --kubeconfig ...` as a real process on the host."""
+
+    def __init__(self, kubeconfig: Path, namespace: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "OPENSCORE_"))}
+        env["PYTHONUNBUFFERED"] = "1"
+        env["OPENSCORE_ROUTER_ADMIN_KEY"] = ADMIN_KEY
+        self._log = tempfile.NamedTemporaryFile("w+b", prefix="router-kube-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "openscore", "router", "--kubernetes", "--kubeconfig", str(kubeconfig),
+             "--namespace", namespace, "--port", str(self.port), "--status-interval-s", "0.5"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def get(self, path: str) -> requests.Response | None:
+        try:
+            return requests.get(self.url + path, timeout=5)
+        except requests.ConnectionError:
+            assert self.proc.poll() is None, f"router exited {self.proc.returncode}:\n{self.log()}"
+            return None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def router_kubeconfig(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Path:
+    """A kubeconfig with the token of a ServiceAccount bound to the router's least-privilege Role, plus read
+    access to ScoringServices and their status."""
+    asyncio.run(_router_client(cluster, namespace, tmp_path).close())
+    role = cluster.kubectl_json("-n", namespace, "get", "role", "router")
+    role["rules"] = role["rules"] + ROUTER_RULES_EXTRA
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        role["metadata"].pop(k, None)
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(role))
+    return tmp_path / "router.kubeconfig"
+
+
+@pytest.fixture
+def host_router(router_kubeconfig: Path, namespace: str) -> Iterator[HostRouter]:
+    r = HostRouter(router_kubeconfig, namespace)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def service_doc(image: str, primary: str, secondary: str, **keys: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"computeType": "aks", "entryScript": "/var/azureml-app/score.py", "image": image,
+                           "numReplicas": 1, "authEnabled": True,
+                           "containerResourceRequirements": {"cpu": 0.1, "memoryInGB": 0.5},
+                           "keys": {"primaryKey": primary, "secondaryKey": secondary}}
+    doc.update(keys)
+    return doc
+
+
+async def deploy(cluster: ClusterInfo, namespace: str, name: str, doc: dict[str, Any]) -> None:
+    """What the deployer does: the ScoringService (through the store) and each version's Deployment."""
+    kc = KubeClient.from_kubeconfig(str(cluster.kubeconfig), namespace=namespace)
+    async with kc:
+        store = KubernetesStateStore(kc, namespace)
+        try:
+            rec = await store.put_service(name, doc)
+        finally:
+            await store.close()
+        target = KubernetesTarget(kc, namespace, manage_deployments=True)
+        await target.start(lambda k: None)
+        try:
+            for v in rec.spec.versions.values():
+                await target.deploy((name, v.name), v, v.num_replicas or 1)
+        finally:
+            await target.stop()
+
+
+def test_a_cpu_service_is_scored_through_the_router_with_its_key_and_deleting_the_cr_removes_everything(
+        cluster: ClusterInfo, namespace: str, app_image: str, host_router: HostRouter) -> None:  # noqa: F811
+    ready = until(lambda: (r := host_router.get("/readyz")) is not None and r.status_code == 200 and r,
+                  "the router's first snapshot")
+    assert ready.json() == {"status": "ready"}
+    primary, secondary = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    asyncio.run(deploy(cluster, namespace, "echo", service_doc(app_image, primary, secondary)))
+    url = f"{host_router.url}/api/v1/service/echo/score"
+
+    def scored() -> requests.Response | None:
+        r = requests.post(url, json={"a": 1}, headers={"Authorization": f"Bearer {primary}"}, timeout=30)
+        return r if r.status_code == 200 else None
+    r = until(scored, "a 200 through the router from the pod")
+    assert r.json() == {"echo": {"a": 1}}
+    assert requests.post(url, json={"a": 1}, headers={"Authorization": f"Bearer {secondary}"},
+                         timeout=30).status_code == 200
+    assert requests.post(url, json={"a": 1}, timeout=30).status_code == 401
+    assert requests.post(url, json={"a": 1}, headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+    metrics = requests.get(f"{host_router.url}/metrics", timeout=5).text
+    assert "openscore_router_state_stale 0.0" in metrics
+
+    cluster.kubectl("-n", namespace, "delete", crd.PLURAL, "echo", "--wait=true")
+
+    def gone() -> bool:
+        left = [cluster.kubectl_json("-n", namespace, "get", kind, "-l", f"{crd.LABEL_SERVICE}=echo")["items"]
+                for kind in ("deployments", "pods", "secrets")]
+        return not any(left)
+    until(gone, "the service's Deployment, pods and Secrets gone with its CR")
+    until(lambda: requests.post(url, json={"a": 1}, headers={"Authorization": f"Bearer {primary}"},
+                                timeout=30).status_code == 404, "the router to forget the service")
