@@ -161,3 +161,67 @@ def test_a_cpu_service_is_scored_through_the_router_with_its_key_and_deleting_th
     until(gone, "the service's Deployment, pods and Secrets gone with its CR")
     until(lambda: requests.post(url, json={"a": 1}, headers={"Authorization": f"Bearer {primary}"},
                                 timeout=30).status_code == 404, "the router to forget the service")
+
+
+def router_manifests(namespace: str, image: str) -> list[dict[str, Any]]:
+    """The router as a pod of the runtime image (ServiceAccount `router` and its Role come from the
+    router_kubeconfig fixture), and a ClusterIP Service in front of it."""
+    labels = {crd.LABEL_MANAGED: crd.MANAGED_BY, crd.LABEL_COMPONENT: crd.COMPONENT_ROUTER}
+    container = {
+        "name": "router", "image": image,
+        "command": ["openscore", "router", "--kubernetes", "--host", "0.0.0.0", "--port", "8080",
+                    "--status-interval-s", "0.5"],
+        "env": [{"name": "OPENSCORE_ROUTER_ADMIN_KEY", "value": ADMIN_KEY}],
+        "ports": [{"containerPort": 8080, "name": "http"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+    }
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "openscore-router", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"serviceAccountName": "router", "containers": [container],
+                                        "nodeSelector": {"openscore.io/pool": "cpu"}}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "openscore-router", "labels": labels},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080, "name": "http"}]}},
+    ]
+
+
+def test_the_in_cluster_router_splits_an_endpoints_traffic_by_its_percentages(
+        cluster: ClusterInfo, namespace: str, app_image: str, router_kubeconfig: Path) -> None:  # noqa: F811
+    for doc in router_manifests(namespace, app_image):
+        cluster.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(doc))
+    primary, secondary = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    doc = {"computeType": "aksendpoint", "authEnabled": True,
+           "keys": {"primaryKey": primary, "secondaryKey": secondary},
+           "versions": {
+               name: {"entryScript": "/var/azureml-app/score.py", "image": app_image, "numReplicas": 1,
+                      "containerResourceRequirements": {"cpu": 0.1, "memoryInGB": 0.5},
+                      "trafficPercentile": pct, "isDefault": name == "blue",
+                      "environmentVariables": {"VERSION_NAME": name}}
+               for name, pct in (("blue", 70), ("green", 30))}}
+    asyncio.run(deploy(cluster, namespace, "split", doc))
+    ip = cluster.kubectl_json("-n", namespace, "get", "service", "openscore-router")["spec"]["clusterIP"]
+    url = f"http://{ip}/api/v1/service/split/score"
+    auth = {"Authorization": f"Bearer {primary}"}
+
+    def both_ready() -> bool:
+        try:
+            r = requests.get(f"http://{ip}/admin/v1/services", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                             timeout=5)
+        except requests.RequestException:
+            return False
+        if r.status_code != 200:
+            return False
+        svc = [s for s in r.json()["services"] if s["name"] == "split"]
+        return bool(svc) and svc[0]["state"] == "Healthy"
+    until(both_ready, "the in-cluster router seeing a ready replica of both versions", timeout=240)
+    assert requests.post(url, json={"a": 1}, timeout=30).status_code == 401
+
+    counts = {"blue": 0, "green": 0}
+    with requests.Session() as s:
+        for _ in range(5000):
+            r = s.post(url, json={"a": 1}, headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
+            counts[r.headers["azureml-model-deployment"]] += 1
+    assert abs(counts["green"] / 5000 - 0.30) <= 0.02, counts
