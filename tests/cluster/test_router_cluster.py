@@ -225,3 +225,70 @@ def test_the_in_cluster_router_splits_an_endpoints_traffic_by_its_percentages(
             assert r.status_code == 200, r.text
             counts[r.headers["azureml-model-deployment"]] += 1
     assert abs(counts["green"] / 5000 - 0.30) <= 0.02, counts
+
+
+class Load:
+    """Keyed requests in a loop on a few threads, every answer kept (status, version that answered)."""
+
+    def __init__(self, url: str, key: str, threads: int = 4):
+        import threading
+        self.url, self.key = url, key
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        with requests.Session() as s:
+            while not self._stop.is_set():
+                try:
+                    r = s.post(self.url, json={"a": 1}, headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
+                    self.answers.append((r.status_code, r.headers.get("azureml-model-deployment", "")))
+                except requests.RequestException as e:
+                    self.answers.append((0, str(e)))
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(90)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [a for a in self.answers if a[0] != 200]
+
+
+def test_a_killed_pod_and_a_version_update_under_load_fail_no_request(
+        cluster: ClusterInfo, namespace: str, app_image: str, host_router: HostRouter) -> None:  # noqa: F811
+    until(lambda: (r := host_router.get("/readyz")) is not None and r.status_code == 200, "the router")
+    primary, secondary = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    doc = service_doc(app_image, primary, secondary, numReplicas=2)
+    asyncio.run(deploy(cluster, namespace, "steady", doc))
+    url = f"{host_router.url}/api/v1/service/steady/score"
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    def ready_count() -> int:
+        r = requests.get(f"{host_router.url}/admin/v1/services/steady", headers=admin, timeout=5)
+        return r.json()["versions"]["steady"]["readyReplicas"] if r.status_code == 200 else 0
+    until(lambda: ready_count() == 2, "two ready replicas")
+    with Load(url, primary) as load:
+        until(lambda: len(load.answers) > 50, "traffic flowing")
+        victim = cluster.kubectl_json("-n", namespace, "get", "pods", "-l", f"{crd.LABEL_SERVICE}=steady")["items"][0]
+        cluster.kubectl("-n", namespace, "delete", "pod", victim["metadata"]["name"], "--wait=true")
+        until(lambda: ready_count() == 2, "the killed pod replaced")
+        n = len(load.answers)
+        until(lambda: len(load.answers) > n + 50, "traffic after the kill")
+        # a version update: a new template (an environment variable), rolled out by the Deployment
+        asyncio.run(deploy(cluster, namespace, "steady", {**doc, "environmentVariables": {"ROLLED": "1"}}))
+
+        def rolled() -> bool:
+            pods = cluster.kubectl_json("-n", namespace, "get", "pods", "-l", f"{crd.LABEL_SERVICE}=steady")["items"]
+            envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0].get("env", [])} for p in pods]
+            return len(pods) == 2 and all(e.get("ROLLED") == "1" for e in envs) and ready_count() == 2
+        until(rolled, "the update rolled out", timeout=240)
+        n = len(load.answers)
+        until(lambda: len(load.answers) > n + 50, "traffic after the update")
+    assert len(load.answers) > 200
+    assert load.failures() == [], (load.failures()[:5], len(load.failures()), len(load.answers))
