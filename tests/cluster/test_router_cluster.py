@@ -22,6 +22,7 @@ import requests
 
 from openscore.kube import crd
 from openscore.kube.client import KubeClient
+from openscore.kube.manifests import deployment_name
 from openscore.kube.object_store import KubernetesStateStore
 from openscore.kube.target import KubernetesTarget
 from tests.cluster.conftest import ClusterInfo
@@ -50,7 +51,7 @@ def until(check: Any, what: str, timeout: float = 180) -> Any:
 class HostRouter:
     """`openscore router --kubernetes --kubeconfig ...` as a real process on the host."""
 
-    def __init__(self, kubeconfig: Path, namespace: str):
+    def __init__(self, kubeconfig: Path, namespace: str, *extra: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "OPENSCORE_"))}
@@ -59,7 +60,7 @@ class HostRouter:
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="router-kube-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "openscore", "router", "--kubernetes", "--kubeconfig", str(kubeconfig),
-             "--namespace", namespace, "--port", str(self.port), "--status-interval-s", "0.5"],
+             "--namespace", namespace, "--port", str(self.port), "--status-interval-s", "0.5", *extra],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
@@ -97,7 +98,7 @@ def router_kubeconfig(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> P
 
 @pytest.fixture
 def host_router(router_kubeconfig: Path, namespace: str) -> Iterator[HostRouter]:
-    r = HostRouter(router_kubeconfig, namespace)
+    r = HostRouter(router_kubeconfig, namespace, "--scale-down-window-s", "3")
     try:
         yield r
     finally:
@@ -292,3 +293,32 @@ def test_a_killed_pod_and_a_version_update_under_load_fail_no_request(
         until(lambda: len(load.answers) > n + 50, "traffic after the update")
     assert len(load.answers) > 200
     assert load.failures() == [], (load.failures()[:5], len(load.failures()), len(load.answers))
+
+
+def test_a_load_step_scales_up_to_a_new_ready_pod_and_back_down_after_the_window(
+        cluster: ClusterInfo, namespace: str, app_image: str, host_router: HostRouter) -> None:  # noqa: F811
+    until(lambda: (r := host_router.get("/readyz")) is not None and r.status_code == 200, "the router")
+    primary, secondary = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    doc = service_doc(app_image, primary, secondary)
+    del doc["numReplicas"]
+    doc["autoScaler"] = {"autoscaleEnabled": True, "minReplicas": 1, "maxReplicas": 2, "targetUtilization": 30,
+                         "refreshPeriodInSeconds": 1}
+    asyncio.run(deploy(cluster, namespace, "elastic", doc))
+    url = f"{host_router.url}/api/v1/service/elastic/score"
+
+    def ready_pods() -> list[str]:
+        pods = cluster.kubectl_json("-n", namespace, "get", "pods", "-l", f"{crd.LABEL_SERVICE}=elastic")["items"]
+        return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
+                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+    def replicas() -> int:
+        return int(cluster.kubectl_json("-n", namespace, "get", "deployment",
+                                             deployment_name("elastic", "elastic"))["spec"]["replicas"])
+    first = until(lambda: len(r := ready_pods()) == 1 and r, "one ready pod")
+    with Load(url, primary, threads=6) as load:
+        two = until(lambda: len(r := ready_pods()) == 2 and r, "a second ready pod from the load step")
+        assert set(first) < set(two)
+        n = len(load.answers)
+        until(lambda: len(load.answers) > n + 50, "traffic on two replicas")
+    assert load.failures() == []
+    until(lambda: replicas() == 1 and len(ready_pods()) == 1, "back to one replica after the scale-down window")
