@@ -85,8 +85,12 @@ class HostRouter:
 
 @pytest.fixture
 def router_kubeconfig(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Path:
-    """A kubeconfig with the token of a ServiceAccount bound to the router's least-privilege Role, plus read
-    access to ScoringServices and their status."""
+    return router_account(cluster, namespace, tmp_path)
+
+
+def router_account(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Path:
+    """ServiceAccount `router` bound to the router's least-privilege Role, plus read access to ScoringServices
+    and their status; returns a kubeconfig with its token."""
     asyncio.run(_router_client(cluster, namespace, tmp_path).close())
     role = cluster.kubectl_json("-n", namespace, "get", "role", "router")
     role["rules"] = role["rules"] + ROUTER_RULES_EXTRA
