@@ -326,3 +326,102 @@ def test_a_load_step_scales_up_to_a_new_ready_pod_and_back_down_after_the_window
         until(lambda: len(load.answers) > n + 50, "traffic on two replicas")
     assert load.failures() == []
     until(lambda: replicas() == 1 and len(ready_pods()) == 1, "back to one replica after the scale-down window")
+
+
+class Forwarder:
+    """A TCP forwarder on 127.0.0.1 to the API server, which the test can cut: a lost API server, for real."""
+
+    def __init__(self, host: str, port: int):
+        import socket
+        import threading
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.open = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:  # accepted in the instant of the cut
+                client.close()
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Refuse new connections and break the open ones."""
+        import socket
+        self.open = False
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (a bare close would not)
+        except OSError:
+            pass
+        self.listener.close()
+        self._thread.join(10)
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_a_lost_api_server_keeps_the_router_serving_from_its_last_state_and_it_says_so(
+        cluster: ClusterInfo, namespace: str, app_image: str, router_kubeconfig: Path) -> None:  # noqa: F811
+    from urllib.parse import urlsplit
+    kc = json.loads(router_kubeconfig.read_text())
+    server = urlsplit(kc["clusters"][0]["cluster"]["server"])
+    fwd = Forwarder(server.hostname or "", server.port or 443)
+    kc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{fwd.port}"
+    cut_config = router_kubeconfig.with_name("router-cut.kubeconfig")
+    cut_config.write_text(json.dumps(kc))
+    router = HostRouter(cut_config, namespace)
+    try:
+        until(lambda: (r := router.get("/readyz")) is not None and r.status_code == 200, "the router")
+        primary, secondary = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        asyncio.run(deploy(cluster, namespace, "kept", service_doc(app_image, primary, secondary)))
+        url = f"{router.url}/api/v1/service/kept/score"
+        auth = {"Authorization": f"Bearer {primary}"}
+        until(lambda: requests.post(url, json={"a": 1}, headers=auth, timeout=30).status_code == 200, "a 200")
+        fwd.cut()
+
+        def stale() -> dict[str, Any] | None:
+            r = router.get("/readyz")
+            return r.json() if r is not None and r.json().get("state") == "stale" else None
+        body = until(stale, "the router to notice the lost API server", timeout=120)
+        assert body["status"] == "ready" and body["detail"]
+        assert "openscore_router_state_stale 1.0" in requests.get(f"{router.url}/metrics", timeout=5).text
+        for _ in range(20):  # still serving from the last state: keys and the pod it knew
+            assert requests.post(url, json={"a": 1}, headers=auth, timeout=30).status_code == 200
+        assert requests.post(url, json={"a": 1}, timeout=30).status_code == 401
+    finally:
+        router.stop()
+        fwd.cut()
