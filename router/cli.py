@@ -3,6 +3,7 @@
     openscore router --workspace DIR [--config services.yaml] [--host H] [--port N]
                      [--admin-key KEY | --admin-key-file F | OPENSCORE_ROUTER_ADMIN_KEY]
                      [--tls-cert C --tls-key K] [--token-lifetime-s S] [--scale-down-window-s S]
+    openscore router --kubernetes [--namespace NS] [--kubeconfig PATH] [--host H] [--port N] ...
     openscore router --size-for-rps 20 --request-seconds 10 [--target-utilization 70] [--slots 1]
 
 Every setting is also an `OPENSCORE_ROUTER_<FLAG>` variable (router/settings.py); flags win. A bad value
@@ -36,6 +37,12 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
     a = p.add_argument
     # Defaults live in RouterSettings: a flag left out (None) lets its OPENSCORE_ROUTER_* variable apply.
     a("--workspace", help="folder holding the desired state, keys and replica logs (required to run)")
+    a("--kubernetes", action="store_const", const=True, default=None,
+      help="take services, keys and replicas from a Kubernetes cluster (the pod's service account, or "
+           "--kubeconfig) instead of a workspace")
+    a("--namespace", help="with --kubernetes: the namespace (default: the pod's own or the context's)")
+    a("--kubeconfig", help="with --kubernetes: a kubeconfig file instead of the pod's service account")
+    a("--status-interval-s", help="with --kubernetes: a service's status is written at most this often (2)")
     a("--config", help="services file (JSON or YAML, Azure deploymentconfig keys) applied at start; relative "
                        "paths in it resolve against its folder")
     a("--host", help="bind address (127.0.0.1)")
@@ -97,8 +104,19 @@ def run_router_command(args: argparse.Namespace) -> int:
     except RouterSettingsError as e:
         print(f"openscore router: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    if settings.workspace is None:
-        print("openscore router: error: --workspace is required (or OPENSCORE_ROUTER_WORKSPACE)", file=sys.stderr)
+    if settings.kubernetes:
+        try:
+            import lightkube  # noqa: F401
+        except ImportError:
+            print("openscore router: error: lightkube is missing; install the kubernetes extra: "
+                  "pip install 'openscore[kubernetes]'", file=sys.stderr)
+            return EXIT_CONFIG
+    elif settings.workspace is None:
+        print("openscore router: error: --workspace is required (or OPENSCORE_ROUTER_WORKSPACE), "
+              "or --kubernetes", file=sys.stderr)
+        return EXIT_CONFIG
+    elif settings.namespace or settings.kubeconfig:
+        print("openscore router: error: --namespace and --kubeconfig go with --kubernetes", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     for line in unknown_variables():
@@ -155,6 +173,13 @@ def _admin_key(s: RouterSettings, workspace: Path) -> str:
     return key
 
 
+def _admin_key_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise _ConfigFailure(f"cannot read the admin key file {path}: {e.strerror or e}") from e
+
+
 def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -178,41 +203,78 @@ async def _serve(args: RouterSettings) -> int:
     from openscore.router.proxy import BodyPolicy
     from openscore.router.server import make_server
     from openscore.router.state import FileStateStore, InvalidObject, KeysUnusable
+    from openscore.router.targets import ComputeTarget
 
-    assert args.workspace is not None
-    workspace = args.workspace.resolve()
     try:  # first: a broken services file is one error line, before anything is written
         raw = load_services_file(args.config)[0] if args.config else None
     except ConfigError as e:
         raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
-    store = FileStateStore(workspace)
+    hook = None
+    publisher = None
+    client = None
+    if args.kubernetes:
+        from openscore.router import kube_mode
+        try:
+            parts = kube_mode.open_cluster(str(args.kubeconfig) if args.kubeconfig else None, args.namespace)
+        except kube_mode.KubeModeError as e:
+            raise _ConfigFailure(str(e)) from e
+        store, client, where = parts.store, parts.client, f"namespace {parts.namespace}"
+    else:
+        assert args.workspace is not None
+        workspace = args.workspace.resolve()
+        store, where = FileStateStore(workspace), str(workspace / "store")
     try:
         try:
-            admin = AdminAuth(_admin_key(args, workspace))
+            if args.kubernetes:
+                assert client is not None
+                key = (args.admin_key.get_secret_value() if args.admin_key else "") or \
+                    (_admin_key_file(args.admin_key_file) if args.admin_key_file else "") or \
+                    await kube_mode.admin_key_from_secret(client, parts.namespace)
+            else:
+                key = _admin_key(args, workspace)
+            admin = AdminAuth(key)
         except ValueError as e:
             raise _ConfigFailure(str(e)) from e
+        except Exception as e:
+            if args.kubernetes and isinstance(e, kube_mode.KubeModeError):
+                raise _ConfigFailure(str(e)) from e
+            raise
         try:
             if raw is not None:
                 try:
                     await store.put_services(raw)
                 except ConfigError as e:
                     raise _ConfigFailure(f"{args.config}: Invalid configuration, {e}") from e
-            await store.ensure_signing_key()
+            if args.kubernetes:
+                await kube_mode.ensure_signing_key(store)
+            else:
+                await store.ensure_signing_key()
         except (KeysUnusable, InvalidObject, OSError) as e:  # the workspace's state cannot be used as it is
-            raise _ConfigFailure(f"the desired state in {workspace / 'store'} cannot be used: {e}") from e
+            raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
         try:
             ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
         except (OSError, ssl.SSLError) as e:
             raise _ConfigFailure(f"cannot load the TLS certificate/key: {e}") from e
     except BaseException:
         await store.close()
+        if client is not None:
+            await client.close()
         raise
 
-    target = LocalProcessTarget(workspace, probe_interval_s=args.probe_interval_s,
-                                ready_probe_interval_s=args.ready_probe_interval_s,
-                                graceful_s=args.replica_graceful_s, max_backoff_s=args.max_backoff_s)
+    target: ComputeTarget
+    if args.kubernetes:
+        target = parts.target
+        write = kube_mode.status_writer(parts.client, parts.namespace)
+        if write is not None:
+            publisher = kube_mode.StatusPublisher(write, args.status_interval_s)
+            hook = publisher.changed
+    else:
+        target = LocalProcessTarget(workspace, probe_interval_s=args.probe_interval_s,
+                                    ready_probe_interval_s=args.ready_probe_interval_s,
+                                    graceful_s=args.replica_graceful_s, max_backoff_s=args.max_backoff_s)
     router = Router(store, target, tokens=TokenAuthority(args.token_lifetime_s),
-                    scale_down_window_s=args.scale_down_window_s, drain_timeout_s=args.drain_timeout_s)
+                    scale_down_window_s=args.scale_down_window_s, drain_timeout_s=args.drain_timeout_s,
+                    on_replicas_changed=hook)
     front = Frontend(router, admin, access_log_enabled=args.access_log,
                      body_policy=BodyPolicy(args.request_buffer_bytes, args.body_timeout_s,
                                             args.min_upload_bytes_per_s))
@@ -223,6 +285,8 @@ async def _serve(args: RouterSettings) -> int:
         listener = await loop.create_server(server, args.host, args.port, ssl=ssl_ctx, backlog=2048)
     except OSError as e:
         await store.close()
+        if client is not None:
+            await client.close()
         raise _ConfigFailure(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,10 +295,10 @@ async def _serve(args: RouterSettings) -> int:
         try:
             await router.start()
         except (InvalidObject, OSError) as e:
-            raise _ConfigFailure(f"the desired state in {workspace / 'store'} cannot be used: {e}") from e
+            raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
         front.ready = True
-        log.info("router listening on %s://%s:%d (workspace %s)", "https" if ssl_ctx else "http", args.host,
-                 args.port, workspace)
+        log.info("router listening on %s://%s:%d (%s)", "https" if ssl_ctx else "http", args.host,
+                 args.port, where)
         await stop.wait()
         log.info("stopping: draining %d in-flight request(s)", front.in_flight)
         front.ready = False
@@ -246,8 +310,12 @@ async def _serve(args: RouterSettings) -> int:
         await server.shutdown(1.0)
     finally:
         listener.close()
+        if publisher is not None:
+            await publisher.stop()
         await router.stop()
         await front.close()
         await store.close()
+        if client is not None:
+            await client.close()
     del web
     return 0

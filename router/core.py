@@ -13,7 +13,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +91,10 @@ class ServiceRuntime:
 class Router:
     def __init__(self, store: StateStore, target: ComputeTarget, *, metrics: RouterMetrics | None = None,
                  tokens: TokenAuthority | None = None, scale_down_window_s: float = 60.0,
-                 drain_timeout_s: float = 330.0, resync_delay_s: float = 1.0):
+                 drain_timeout_s: float = 330.0, resync_delay_s: float = 1.0,
+                 on_replicas_changed: Callable[[VersionKey], None] | None = None):
+        """`on_replicas_changed`: called (on the loop) for each version whose replicas changed, after the
+        router took the change in (the Kubernetes mode writes the service's status from it)."""
         self.store = store
         self.target = target
         self.metrics = metrics or RouterMetrics()
@@ -109,6 +112,10 @@ class Router:
         self._apply_lock = asyncio.Lock()
         self._applied: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
         self._applied_cond = asyncio.Condition()
+        self.on_replicas_changed = on_replicas_changed
+        # why the desired state may be out of date (its watch failed and no fresh snapshot was read yet);
+        # None while it is current. The router keeps serving from the last state meanwhile.
+        self.stale_reason: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -153,15 +160,25 @@ class Router:
                 return
             except Expired as e:
                 log.info("resynchronising with the desired state: %s", e)
-            except Exception:
+            except Exception as e:
                 log.exception("watching the desired state failed; resynchronising")
+                self._set_stale(f"watching the desired state failed: {_reason(e)}")
                 await asyncio.sleep(self.resync_delay_s)
             try:
                 state = await self.store.snapshot()
                 await self.apply(state)
                 since = state.revision
-            except Exception:
+                self._set_stale(None)
+            except Exception as e:
                 log.exception("could not read the desired state")
+                self._set_stale(f"cannot read the desired state: {_reason(e)}")
+                await asyncio.sleep(self.resync_delay_s)
+
+    def _set_stale(self, reason: str | None) -> None:
+        if reason is None and self.stale_reason is not None:
+            log.info("the desired state is current again")
+        self.stale_reason = reason
+        self.metrics.state_stale.set(0 if reason is None else 1)
 
     # ------------------------------------------------------------------ desired state -> runtime
     async def apply(self, state: DesiredState) -> None:
@@ -310,6 +327,11 @@ class Router:
             vr = self._version(key)
             if vr is not None:
                 self._sync_key(vr)
+            if self.on_replicas_changed is not None:
+                try:
+                    self.on_replicas_changed(key)
+                except Exception:
+                    log.exception("the replica change hook failed for %s/%s", *key)
 
     def _version(self, key: VersionKey) -> VersionRuntime | None:
         svc = self.services.get(key[0])
@@ -447,3 +469,7 @@ class Router:
                 "state": "Healthy" if ready else "Transitioning",
                 "authEnabled": svc.auth.mode == "key", "tokenAuthEnabled": svc.auth.mode == "token",
                 "revision": svc.revision, "versions": versions}
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__

@@ -152,7 +152,7 @@ class Frontend:
         elif path == "/healthz":
             resp = json_response(200, {"status": "alive"})
         elif path == "/readyz":
-            resp = json_response(200 if self.ready else 503, {"status": "ready" if self.ready else "not ready"})
+            resp = self._readyz()
         elif path == "/metrics":
             body = self.router.metrics.exposition()
             resp = web.Response(body=body, headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"})
@@ -160,6 +160,16 @@ class Frontend:
             resp = message(404, f"No route for {path}. Scoring URLs are /api/v1/service/<name>/score.")
         self._log_answer(request, resp, NO_VERSION, start)
         return resp
+
+    def _readyz(self) -> web.Response:
+        """503 until the first snapshot is applied; ready afterwards even with a lost store (it serves from
+        the last state), the detail saying so."""
+        if not self.ready:
+            return json_response(503, {"status": "not ready"})
+        stale = self.router.stale_reason
+        if stale is None:
+            return json_response(200, {"status": "ready"})
+        return json_response(200, {"status": "ready", "state": "stale", "detail": stale})
 
     def _log_answer(self, request: BaseRequest, resp: web.StreamResponse, key: tuple[str, str], start: float,
                     limit: str = "") -> None:

@@ -44,6 +44,9 @@ class RouterMetrics:
         self.mirrored = Counter("openscore_router_mirrored", "Shadow copies sent to a mirrored version, by outcome "
                                 "(the replica's status, overloaded, no_ready_replica, scoring_timeout, streamed, "
                                 "error)", ["service", "version", "status"], registry=r)
+        self.state_stale = Gauge("openscore_router_state_stale", "1 while the desired state may be out of date "
+                                 "(its store is unreachable); the router serves from the last state it read",
+                                 registry=r)
         self.admin_auth_failures = Counter("openscore_router_admin_auth_failures", "Admin API 401s", registry=r)
 
         self._versions: dict[tuple[str, str], VersionMetrics] = {}

@@ -40,6 +40,15 @@ class RouterSettings(BaseSettings):
     # where the desired state lives, and what to apply at start
     workspace: Path | None = Field(None, description="folder holding the desired state, keys and replica logs")
     config: Path | None = Field(None, description="services file (JSON or YAML) applied at start")
+    # Kubernetes mode: the desired state is ScoringService objects and Secrets, replicas are pods
+    kubernetes: bool = Field(False, description="take the desired state and replicas from a Kubernetes cluster")
+    namespace: str | None = Field(None, min_length=1, description="with kubernetes: the namespace (default: the "
+                                                                  "pod's own, or the kubeconfig context's)")
+    kubeconfig: Path | None = Field(None, description="with kubernetes: a kubeconfig file instead of the pod's "
+                                                      "service account")
+    status_interval_s: float = Field(2.0, gt=0, allow_inf_nan=False,
+                                     description="with kubernetes: a service's status is written at most this "
+                                                 "often")
     # listening
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8080, ge=0, le=65535, description="port (0: any free port)")
