@@ -264,10 +264,9 @@ async def _serve(args: RouterSettings) -> int:
     target: ComputeTarget
     if args.kubernetes:
         target = parts.target
-        write = kube_mode.status_writer(parts.client, parts.namespace)
-        if write is not None:
-            publisher = kube_mode.StatusPublisher(write, args.status_interval_s)
-            hook = publisher.changed
+        publisher = kube_mode.StatusPublisher(kube_mode.status_writer(parts.client, parts.namespace),
+                                              args.status_interval_s)
+        hook = publisher.changed
     else:
         target = LocalProcessTarget(workspace, probe_interval_s=args.probe_interval_s,
                                     ready_probe_interval_s=args.ready_probe_interval_s,

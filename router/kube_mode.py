@@ -82,14 +82,9 @@ async def ensure_signing_key(store: StateStore) -> None:
 StatusWrite = Callable[[str], Awaitable[None]]
 
 
-def status_writer(client: KubeClient, namespace: str) -> StatusWrite | None:
-    """`write(service)`: the service's Azure state from the cluster into its CR status; None without
-    openscore.kube.status (the router then leaves status to the deployer)."""
-    try:
-        from openscore.kube import status as kstatus  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.warning("openscore.kube.status is not installed: the router does not write services' status")
-        return None
+def status_writer(client: KubeClient, namespace: str) -> StatusWrite:
+    """`write(service)`: the service's Azure state from the cluster (openscore.kube.status) into its CR status."""
+    from openscore.kube import status as kstatus
 
     async def write(service: str) -> None:
         st = await kstatus.read_service_status(client, namespace, service, with_logs=True)
