@@ -79,22 +79,26 @@ async def ensure_signing_key(store: StateStore) -> None:
         log.warning("cannot create the token signing key (%s); token auth waits for it", e.message)
 
 
-StatusWrite = Callable[[str], Awaitable[None]]
+StatusWrite = Callable[[str], Awaitable[bool]]  # True: the state is settled (Healthy, Failed...)
 
 
 def status_writer(client: KubeClient, namespace: str) -> StatusWrite:
     """`write(service)`: the service's Azure state from the cluster (openscore.kube.status) into its CR status."""
     from openscore.kube import status as kstatus
 
-    async def write(service: str) -> None:
+    async def write(service: str) -> bool:
         st = await kstatus.read_service_status(client, namespace, service, with_logs=True)
         await kstatus.write_status(client, namespace, service, st)
+        # Transitioning and Unschedulable move on without a replica change the router would see (the
+        # Deployment's counts catch up after the pod's Ready; the scheduling deadline passes): look again
+        return st.state not in (kstatus.TRANSITIONING, kstatus.UNSCHEDULABLE)
     return write
 
 
 class StatusPublisher:
     """Rate-limited status writes: one per service at a time, at most once per `interval_s`; a change during
-    a write or inside the interval is written once the interval is over (the last state wins)."""
+    a write or inside the interval is written once the interval is over (the last state wins). A service still
+    Transitioning or Unschedulable is looked at again each interval until it settles."""
 
     def __init__(self, write: StatusWrite, interval_s: float):
         self.write = write
@@ -122,7 +126,8 @@ class StatusPublisher:
                 self._pending.discard(service)
                 self._last[service] = time.monotonic()
                 try:
-                    await self.write(service)
+                    if not await self.write(service):
+                        self._pending.add(service)
                 except KubeError as e:
                     if e.status != 404:  # a deleted service has no status to write
                         log.warning("could not write the status of %s: %s", service, e.message)

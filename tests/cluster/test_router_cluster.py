@@ -157,6 +157,12 @@ def test_a_cpu_service_is_scored_through_the_router_with_its_key_and_deleting_th
     metrics = requests.get(f"{host_router.url}/metrics", timeout=5).text
     assert "openscore_router_state_stale 0.0" in metrics
 
+    def healthy() -> dict[str, Any] | None:  # what `kubectl get osvc` and `service show` read
+        status = cluster.kubectl_json("-n", namespace, "get", crd.PLURAL, "echo").get("status") or {}
+        return status if status.get("state") == "Healthy" else None
+    status = until(healthy, "the router to write Healthy into the CR's status")
+    assert [v["readyReplicas"] for v in status["versions"].values()] == [1], status
+
     cluster.kubectl("-n", namespace, "delete", crd.PLURAL, "echo", "--wait=true")
 
     def gone() -> bool:
