@@ -212,8 +212,10 @@ async def _serve(args: RouterSettings) -> int:
     hook = None
     publisher = None
     client = None
+    unusable: tuple[type[BaseException], ...] = (InvalidObject, OSError)  # the desired state cannot be read
     if args.kubernetes:
         from openscore.router import kube_mode
+        unusable = (*unusable, kube_mode.KubeError)  # an API server that refuses or does not answer
         try:
             parts = kube_mode.open_cluster(str(args.kubeconfig) if args.kubeconfig else None, args.namespace)
         except kube_mode.KubeModeError as e:
@@ -249,7 +251,7 @@ async def _serve(args: RouterSettings) -> int:
                 await kube_mode.ensure_signing_key(store)
             else:
                 await store.ensure_signing_key()
-        except (KeysUnusable, InvalidObject, OSError) as e:  # the workspace's state cannot be used as it is
+        except (KeysUnusable, *unusable) as e:  # type: ignore[misc]  # mypy wants a plain tuple here
             raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
         try:
             ssl_ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
@@ -293,7 +295,7 @@ async def _serve(args: RouterSettings) -> int:
     try:
         try:
             await router.start()
-        except (InvalidObject, OSError) as e:
+        except unusable as e:
             raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
         front.ready = True
         log.info("router listening on %s://%s:%d (%s)", "https" if ssl_ctx else "http", args.host,
