@@ -77,6 +77,14 @@ def wait_for(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
     raise TimeoutError(what)
 
 
+def replica_secret(pid: int) -> dict[str, str]:
+    """The header the replica demands, read from its environment (as any process of its user could)."""
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"OPENSCORE_REPLICA_SECRET="):
+            return {"x-openscore-replica-secret": item.split(b"=", 1)[1].decode()}
+    return {}
+
+
 def latency(url: str, n: int, headers: dict[str, str]) -> list[float]:
     u = urlparse(url)
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
@@ -131,16 +139,19 @@ def main() -> int:
         st = wait_for(lambda: next((s for s in admin_get(port, "/admin/v1/services")["services"]
                                     if s["name"] == "trivial" and s["versions"]["trivial"]["readyReplicas"]),
                                    None), 60, "router/replica ready")
-        direct = st["versions"]["trivial"]["replicas"][0]["address"] + "/score"
+        replica = st["versions"]["trivial"]["replicas"][0]
+        direct = replica["address"] + "/score"
+        # the replica answers only its router: the direct path sends the replica's secret as the router does
+        secret = replica_secret(replica["pid"])
         routed = f"http://127.0.0.1:{port}/api/v1/service/trivial/score"
         auth = {"Authorization": f"Bearer {KEY}"}
-        latency(direct, 200, {})
+        latency(direct, 200, secret)
         latency(routed, 200, auth)  # warm both
         lat = {"direct": [], "router": []}
         for i in range(repeats):
             order = ("direct", "router") if i % 2 == 0 else ("router", "direct")
             for name in order:
-                url, h = (direct, {}) if name == "direct" else (routed, auth)
+                url, h = (direct, secret) if name == "direct" else (routed, auth)
                 lat[name] += latency(url, n_lat, h)
 
         def throughput() -> tuple[dict[str, list[float]], list[float]]:
@@ -149,7 +160,7 @@ def main() -> int:
             for i in range(repeats):
                 order = ("direct", "router") if i % 2 == 0 else ("router", "direct")
                 for name in order + tuple(reversed(order)):
-                    url, h = (direct, {}) if name == "direct" else (routed, auth)
+                    url, h = (direct, secret) if name == "direct" else (routed, auth)
                     c0 = cpu_seconds(proc.pid)
                     w = wrk(url, secs, h)
                     c1 = cpu_seconds(proc.pid)
