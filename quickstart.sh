@@ -37,7 +37,7 @@ if [ "$mode" != stop ] && [ "${QUICKSTART_SETUP:-1}" != 0 ]; then
   fi
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[cpu,opencl,samples,router,test,deployer]'
+  .venv/bin/python -m pip install -q -e '.[cpu,opencl,samples,router,test,deployer,kubernetes]'
   .venv/bin/python entry_scripts/make_models.py
 fi
 
