@@ -9,6 +9,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -176,7 +177,7 @@ def test_a_gpu_service_is_placed_on_a_gpu_node(site, cluster, namespace):
     for _ in range(60):
         if pods:
             break
-        subprocess.run(["sleep", "1"], check=True)
+        time.sleep(1)
         pods = [p for p in _pods(cluster, namespace, "gsvc") if p["spec"].get("nodeName")]
     assert pods and pods[0]["spec"]["nodeName"].startswith("gpu-"), pods
     assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -191,5 +192,9 @@ def test_an_init_that_raises_is_failed_with_its_traceback_and_init_logs_show_it(
     assert "Failed" in waited.stderr and "the model file is corrupt" in waited.stderr, waited.stderr
     shown = json.loads(_os(site, "service", "show", "-n", "bad").stdout)
     assert shown["state"] == "Failed", shown
-    logs = _os(site, "service", "get-logs", "-n", "bad", "--init")
+    for _ in range(30):  # right after a restart the kubelet may not serve the previous container's log yet
+        logs = _os(site, "service", "get-logs", "-n", "bad", "--init")
+        if "unable to retrieve container logs" not in logs.stdout:
+            break
+        time.sleep(1)
     assert "RuntimeError: the model file is corrupt" in logs.stdout, logs
