@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from openscore.images.recipe import ImageRef
     from openscore.kube.client import KubeClient
     from openscore.kube.status import ServiceStatus
+    from openscore.router.config import VersionSpec
 
 APP_ROOT = "/var/azureml-app"
 RECORD_MANAGER = "openscore-deployer-record"
@@ -148,9 +149,8 @@ def publish(compute: Compute, name: str, doc: Mapping[str, Any], deployment: Map
         try:
             for vname, vspec in record.spec.versions.items():
                 current = await client.get("apps/v1", "Deployment", deployment_name(name, vname), ns)
-                count = (current or {}).get("spec", {}).get("replicas")  # the autoscaler's, on an update
-                await target.deploy((name, vname), vspec, int(count) if count is not None
-                                    else vspec.initial_replicas)
+                count = (current or {}).get("spec", {}).get("replicas")
+                await target.deploy((name, vname), vspec, replica_count(vspec, count))
         finally:
             await target.stop()
         deps, _ = await client.list("apps/v1", "Deployment", ns, label_selector={crd.LABEL_SERVICE: name})
@@ -160,6 +160,14 @@ def publish(compute: Compute, name: str, doc: Mapping[str, Any], deployment: Map
                 await client.delete("v1", "Secret", crd.replica_secret(d["metadata"]["name"]), ns)
 
     run_async(_with(compute, work))
+
+
+def replica_count(spec: VersionSpec, current: int | None) -> int:
+    """A fixed numReplicas is applied; an autoscaled version keeps the count its Deployment has now (the
+    autoscaler's), within the new min..max."""
+    if spec.num_replicas is not None or current is None:
+        return spec.initial_replicas
+    return max(spec.autoscale.min_replicas, min(spec.autoscale.max_replicas, int(current)))
 
 
 def status(compute: Compute, name: str) -> ServiceStatus | None:

@@ -129,6 +129,8 @@ def test_a_cpu_service_runs_on_the_real_node_scores_through_the_router_and_delet
     assert waited.returncode == 0, waited
     shown = json.loads(_os(site, "service", "show", "-n", "svc").stdout)
     assert shown["state"] == "Healthy" and shown["computeTarget"] == "myaks", shown
+    listed = json.loads(_os(site, "service", "list").stdout)
+    assert [(x["name"], x["state"], x["computeTarget"]) for x in listed] == [("svc", "Healthy", "myaks")]
     pods = _pods(cluster, namespace, "svc")
     assert [p["spec"]["nodeName"] for p in pods] == ["node-cpu-0"]
     assert pods[0]["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
@@ -158,6 +160,18 @@ def test_a_cpu_service_runs_on_the_real_node_scores_through_the_router_and_delet
         assert _post(direct, b'{"x": 1}', None, {}) == 403
         assert _post(direct, b'{"x": 1}', None,
                      {"x-openscore-replica-secret": base64.b64decode(secret).decode()}) == 200
+
+    # an update with a new entry script: a new app image, rolled out; the same Deployment and keys
+    (site / "score2.py").write_text(SCORE.replace('"echo"', '"v2"'))
+    (site / "ic2.json").write_text(json.dumps({"entryScript": "score2.py"}))
+    old_image = dep_obj["items"][0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    upd = _os(site, "service", "update", "-n", "svc", "--ic", "ic2.json", timeout=400)
+    assert upd.returncode == 0, upd
+    assert json.loads(_os(site, "service", "show", "-n", "svc").stdout)["state"] == "Healthy"
+    after = cluster.kubectl_json("get", "deployment", "-n", namespace, "-l", "openscore.io/service=svc")["items"]
+    new_image = after[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert len(after) == 1 and new_image != old_image and "openscore-app@sha256:" in new_image
+    assert json.loads(_os(site, "service", "get-keys", "-n", "svc").stdout)["primaryKey"] == primary
 
     gone = _os(site, "service", "delete", "-n", "svc", timeout=300)
     assert gone.returncode == 0, gone
