@@ -212,3 +212,23 @@ def test_an_init_that_raises_is_failed_with_its_traceback_and_init_logs_show_it(
             break
         time.sleep(1)
     assert "RuntimeError: the model file is corrupt" in logs.stdout, logs
+
+
+@pytest.mark.timeout(600)
+def test_an_endpoint_version_added_and_removed_gets_and_loses_its_deployment(site, cluster, namespace):
+    (site / "ep.dc.json").write_text(json.dumps({"computeType": "aksendpoint", "versionName": "vone",
+                                                 "instanceType": "cpu-small", "numReplicas": 1}))
+    dep = _os(site, "model", "deploy", "-n", "endp", "-m", "weights:1", "--ic", "inferenceconfig.json",
+              "--dc", "ep.dc.json", "--ct", "myaks", "--no-wait")
+    assert dep.returncode == 0, dep
+    (site / "two.dc.json").write_text(json.dumps({"computeType": "aksendpoint", "instanceType": "cpu-small",
+                                                  "numReplicas": 1}))
+    add = _os(site, "service", "create-version", "-n", "endp", "--version-name", "vtwo", "-m", "weights:1",
+              "--ic", "inferenceconfig.json", "--dc", "two.dc.json", "--timeout", "300", timeout=400)
+    assert add.returncode == 0, add
+    deps = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", "openscore.io/service=endp")["items"]
+    assert sorted(d["metadata"]["labels"]["openscore.io/version"] for d in deps) == ["vone", "vtwo"]
+    removed = _os(site, "service", "delete-version", "-n", "endp", "--version-name", "vtwo")
+    assert removed.returncode == 0, removed
+    deps = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", "openscore.io/service=endp")["items"]
+    assert [d["metadata"]["labels"]["openscore.io/version"] for d in deps] == ["vone"]
