@@ -284,6 +284,13 @@ def _model_deploy(args: argparse.Namespace) -> int:
     return _finish(mgr, info, args)
 
 
+def _service_wait(args: argparse.Namespace) -> int:
+    mgr = _manager(args)
+    info = mgr.wait(args.name, timeout_s=args.timeout, show_output=True, log=_say)
+    emit(info.to_json(), args.output, sys.stdout, SERVICE_COLUMNS)
+    return 0
+
+
 # ====================================================================== service
 def add_service_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("service", help="deployed services: show, logs, keys, run, update (az ml service)")
@@ -322,6 +329,8 @@ def add_service_command(subparsers: Any) -> argparse.ArgumentParser:
     q.add_argument("--add-property", dest="add_properties", action="append", metavar="KEY=VALUE")
     q.add_argument("--version-name", "--vn", dest="version_name", help="aksendpoint: the version to change")
     verb("delete", "delete the service", _service_delete)
+    q = verb("wait", "wait until the service is Healthy or Failed", _service_wait, output=True)
+    q.add_argument("--timeout", type=float, default=None, help="seconds (default 900)")
     for vverb, helptext in (("create-version", "aksendpoint: add a version"),
                             ("update-version", "aksendpoint: change a version"),
                             ("delete-version", "aksendpoint: remove a version")):

@@ -32,6 +32,7 @@ def add_compute_command(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--context", help="its context (default: the current one)")
     a.add_argument("--namespace", help="where services and the router live (default: openscore)")
     a.add_argument("--registry", help="HOST[:PORT] of the registry the cluster pulls app images from")
+    a.add_argument("--runtime-image", help="the base of app images (default: <registry>/openscore:cpu)")
     a.add_argument("--instance-types", help="a YAML/JSON file of Azure InstanceType documents")
     a.add_argument("--fpga-resource", help="the extended resource FPGA instance types request")
     _common(a, output=True)
@@ -51,7 +52,7 @@ def add_compute_command(subparsers: Any) -> argparse.ArgumentParser:
 def _attach(args: argparse.Namespace) -> int:
     compute = _registry(args).attach(args.name, args.kubeconfig, context=args.context, namespace=args.namespace,
                                      registry=args.registry, instance_types_file=args.instance_types,
-                                     fpga_resource=args.fpga_resource)
+                                     fpga_resource=args.fpga_resource, runtime_image=args.runtime_image)
     print(f"attached {compute.name}: Kubernetes {compute.server_version}", file=sys.stderr)
     emit(compute.to_json(), args.output, sys.stdout, COMPUTE_COLUMNS)
     return 0

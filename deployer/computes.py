@@ -47,6 +47,7 @@ class Compute:
     instance_type_docs: list[dict[str, Any]] = field(default_factory=list)
     server_version: str = ""
     created: float = 0.0
+    runtime_image: str | None = None  # the app images' base (default <registry>/openscore:cpu)
 
     def instance_types(self) -> dict[str, InstanceType]:
         from openscore.kube import instance_types as it
@@ -65,7 +66,8 @@ class Compute:
         from openscore.kube.instance_types import to_document
         return {"name": self.name, "computeType": COMPUTE_TYPE, "kubeconfig": self.kubeconfig,
                 "context": self.context, "namespace": self.namespace, "registry": self.registry,
-                "fpgaResource": self.fpga_resource, "serverVersion": self.server_version,
+                "fpgaResource": self.fpga_resource, "runtimeImage": self.runtime_image,
+                "serverVersion": self.server_version,
                 "instanceTypes": [to_document(t) for t in self.instance_types().values()],
                 "createdTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))}
 
@@ -112,7 +114,8 @@ class ComputeRegistry:
 
     def attach(self, name: str, kubeconfig: str | Path, *, context: str | None = None,
                namespace: str | None = None, registry: str | None = None,
-               instance_types_file: str | Path | None = None, fpga_resource: str | None = None) -> Compute:
+               instance_types_file: str | Path | None = None, fpga_resource: str | None = None,
+               runtime_image: str | None = None) -> Compute:
         """Check everything, ask the cluster its version, then record the compute."""
         from openscore.kube.client import KubeError
         if not _NAME_RE.match(name):
@@ -123,6 +126,8 @@ class ComputeRegistry:
             raise DeployError(f"namespace {namespace!r} must be a DNS label (lower-case letters, digits, '-')")
         if registry is not None and not _REGISTRY_RE.match(registry):
             raise DeployError(f"registry {registry!r} must be HOST[:PORT]")
+        if runtime_image is not None and ("/" not in runtime_image or not runtime_image.strip()):
+            raise DeployError(f"runtime image {runtime_image!r} must be HOST[:PORT]/NAME[:TAG|@DIGEST]")
         path = Path(kubeconfig).expanduser().absolute()
         if not path.is_file():
             raise NotFoundError(f"kubeconfig {path} does not exist")
@@ -135,9 +140,10 @@ class ComputeRegistry:
         except KubeError as e:
             raise DeployError(f"cluster of kubeconfig {path} ({context or 'current context'}) cannot be "
                               f"reached: {e.message}") from None
-        compute = Compute(name, str(path), context, namespace, registry, fpga_resource, docs, version, time.time())
+        compute = Compute(name, str(path), context, namespace, registry, fpga_resource, docs, version, time.time(),
+                          runtime_image)
         config = {"kubeconfig": compute.kubeconfig, "context": context, "namespace": namespace,
-                  "registry": registry, "fpgaResource": fpga_resource}
+                  "registry": registry, "fpgaResource": fpga_resource, "runtimeImage": runtime_image}
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM computes WHERE name = ?", (name,)).fetchone():
                 raise ConflictError(f"compute {name} is already attached (detach it first)")
@@ -154,7 +160,7 @@ class ComputeRegistry:
         cfg = json.loads(row["config"])
         return Compute(row["name"], cfg["kubeconfig"], cfg.get("context"), cfg["namespace"], cfg.get("registry"),
                        cfg.get("fpgaResource"), json.loads(row["instance_types"]), row["server_version"],
-                       row["created"])
+                       row["created"], cfg.get("runtimeImage"))
 
     def get(self, name: str) -> Compute:
         row = self._row(name)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openscore.deployer import packaging, service_state
+from openscore.deployer import cluster_deploy, packaging, service_state
 from openscore.deployer.deployment_config import DeploymentConfigSpec, deployment_config_from_dict
 from openscore.deployer.errors import ConflictError, DeployError, NotFoundError
 from openscore.deployer.local_router import LocalRouter, pid_alive
@@ -30,6 +30,7 @@ from openscore.deployer.router_client import RouterClient, RouterError
 from openscore.router.config import ConfigError, validate_name
 
 if TYPE_CHECKING:
+    from openscore.deployer.computes import Compute
     from openscore.deployer.inference_config import InferenceConfigSpec
     from openscore.deployer.models import ModelRecord
     from openscore.deployer.workspace import Workspace
@@ -133,7 +134,8 @@ class ServiceManager:
         return row
 
     def _save(self, name: str, compute_type: str, record: dict[str, Any], state: str,
-              error: dict[str, Any] | None = None, *, models: Sequence[str] | None = None) -> None:
+              error: dict[str, Any] | None = None, *, models: Sequence[str] | None = None,
+              compute_target: str = LOCAL) -> None:
         now = time.time()
         with self.ws.transaction() as c:
             c.execute("INSERT INTO services(name, compute_type, compute_target, record, state, error, created, "
@@ -141,8 +143,8 @@ class ServiceManager:
                       "compute_type = excluded.compute_type, compute_target = excluded.compute_target, "
                       "record = excluded.record, state = excluded.state, error = excluded.error, "
                       "updated = excluded.updated",
-                      (name, compute_type, LOCAL, json.dumps(record), state, json.dumps(error) if error else None,
-                       now, now))
+                      (name, compute_type, compute_target, json.dumps(record), state,
+                       json.dumps(error) if error else None, now, now))
             if models is not None:
                 c.execute("DELETE FROM service_models WHERE service = ?", (name,))
                 for ref in models:
@@ -199,11 +201,34 @@ class ServiceManager:
 
     def _live(self, row: dict[str, Any], status: dict[str, Any] | None = None,
               client: RouterClient | None = None, fetch: bool = True) -> tuple[str, dict[str, Any] | None]:
+        compute = self._compute(row)
+        if compute is not None:
+            return self._cluster_state(compute, row)
         if status is None and fetch:
             status = self._status(client or self.router.running(), row["name"])
         since = float(row["record"].get("operationStarted") or 0.0)
         return service_state.live_state(row["state"], status, self.router.folder / "logs", row["name"], since,
                                         self._deployments_in_use(row))
+
+    def _compute(self, row: Mapping[str, Any] | None) -> Compute | None:
+        """The attached compute a service runs on; None for the embedded local target."""
+        if row is None or row.get("compute_target", LOCAL) == LOCAL:
+            return None
+        from openscore.deployer.computes import ComputeRegistry
+        return ComputeRegistry(self.ws).get(row["compute_target"])
+
+    def _cluster_state(self, compute: Compute, row: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        st = cluster_deploy.status(compute, row["name"])
+        if st is None:
+            return service_state.FAILED, {"code": "NotFound", "message": f"the ScoringService {row['name']} is "
+                                          f"not in namespace {compute.namespace} of compute {compute.name}"}
+        return st.state, st.error
+
+    def _base_url(self, row: Mapping[str, Any], client: RouterClient | None) -> str | None:
+        compute = self._compute(row)
+        if compute is not None:
+            return cluster_deploy.base_url(compute)
+        return client.base_url if client is not None else None
 
     def _info(self, row: dict[str, Any], state: str, error: dict[str, Any] | None,
               base_url: str | None) -> ServiceInfo:
@@ -226,7 +251,8 @@ class ServiceManager:
         auth = bool(ep.get("authEnabled")) if ep.get("authEnabled") is not None else not token
         op = self._operation(name)
         return ServiceInfo(
-            name=name, compute_type=rec.get("computeType", row["compute_type"]), compute_target=LOCAL,
+            name=name, compute_type=rec.get("computeType", row["compute_type"]),
+            compute_target=row.get("compute_target") or LOCAL,
             state=state, error=error, scoring_uri=scoring,
             swagger_uri=scoring[: -len("score")] + "swagger.json" if scoring else None,
             models=sorted({m for v in rec.get("versions", {}).values() for m in v.get("models", [])}),
@@ -236,25 +262,27 @@ class ServiceManager:
             operation=op["operation"] if op is not None and pid_alive(op["pid"]) else None)
 
     # ================================================================== deploy
-    def _target(self, compute_target: str | None, dc: DeploymentConfigSpec | None, log: Log) -> None:
+    def _target(self, compute_target: str | None, dc: DeploymentConfigSpec | None, log: Log) -> Compute | None:
         ct = compute_target or (dc.compute_target_name if dc is not None else None)
         if ct and ct != LOCAL:
             from openscore.deployer.computes import ComputeRegistry, check_submit
             if ct in {c.name for c in ComputeRegistry(self.ws).list()}:
-                for line in check_submit(ComputeRegistry(self.ws).get(ct), dc):
+                compute = ComputeRegistry(self.ws).get(ct)
+                for line in check_submit(compute, dc):
                     log(line)
-                raise DeployError(f"compute {ct} is an attached Kubernetes cluster: deploying services to it is "
-                                  "not available in this openscore yet (`openscore cluster install -n "
-                                  f"{ct}` prepares it); deploy to the embedded local target (--ct local)")
+                return compute
             raise DeployError(f"Compute target {ct!r} is not attached to workspace {self.ws.root}; attached "
                               f"targets: {', '.join(ATTACHED_TARGETS)}")
         if not ct and dc is not None and dc.compute_type in ("aks", "aksendpoint"):
             log(f"Warning: no Kubernetes cluster is attached: deploying the {dc.compute_type} service on the "
                 "embedded local target (--ct local)")
+        return None
 
     def _prepare_version(self, service: str, models: Sequence[ModelRecord], ic: InferenceConfigSpec | None,
-                         env_ref: tuple[str, str | None] | None, rebuild: bool, log: Log) -> dict[str, Any]:
-        """Check, build the environment and lay out one version's deployment; returns its record part."""
+                         env_ref: tuple[str, str | None] | None, rebuild: bool, log: Log,
+                         compute: Compute | None = None) -> dict[str, Any]:
+        """Check, build the environment and lay out one version's deployment; returns its record part. For a
+        cluster `compute` the folder becomes an app image and the paths are the image's."""
         if ic is None:
             raise DeployError("an inference config is required (--ic inferenceconfig.json with entryScript): "
                               "openscore has no no-code deploy of registered models yet")
@@ -266,13 +294,25 @@ class ServiceManager:
         packages = environment.resolved_packages()   # a conda-only package fails here, before any write
         if packages:
             log(f"Environment {environment.name or '(unnamed)'}: {len(packages)} package(s)")
-        python = packaging.environment_python(self.ws, environment, rebuild=rebuild, log=log)
+        if compute is not None:
+            cluster_deploy.check_environment(environment, compute)
+            python = sys.executable  # unused: the image's interpreter runs the replicas
+        else:
+            python = packaging.environment_python(self.ws, environment, rebuild=rebuild, log=log)
         pkg = packaging.build_package(self.ws, service, models, ic, environment, python)
+        keys = pkg.router_keys()
+        if compute is not None:
+            try:
+                keys = cluster_deploy.cluster_keys(pkg, cluster_deploy.build_app_image(compute, pkg, log))
+            except BaseException:
+                import shutil
+                shutil.rmtree(pkg.app_root, ignore_errors=True)
+                raise
         # enough to lay the version out again (a later update with new models), paths absolute
         inference = {"entryScript": ic.entry_script, "environment": environment.to_azure()}
         if ic.source_directory is not None:
             inference["sourceDirectory"] = str(ic.source_directory)
-        return {"models": [m.id for m in models], "deploymentId": pkg.deployment_id, "package": pkg.router_keys(),
+        return {"models": [m.id for m in models], "deploymentId": pkg.deployment_id, "package": keys,
                 "inference": inference}
 
     def deploy(self, name: str, models: Sequence[ModelRecord], inference_config: InferenceConfigSpec | None,
@@ -285,7 +325,7 @@ class ServiceManager:
         dc = deployment_config or deployment_config_from_dict({"computeType": LOCAL})
         for w in dc.warnings:
             log(f"Warning: {w}")
-        self._target(compute_target, deployment_config, log)
+        compute = self._target(compute_target, deployment_config, log)
         existing = self._row(name)
         if existing is not None and not overwrite:
             raise ConflictError(f"Service {name} already exists in workspace {self.ws.root}: pass --overwrite to "
@@ -294,7 +334,7 @@ class ServiceManager:
         ok = False
         version: dict[str, Any] | None = None
         try:
-            version = self._prepare_version(name, models, inference_config, environment, rebuild, log)
+            version = self._prepare_version(name, models, inference_config, environment, rebuild, log, compute)
             vname = dc.version_name(name) if dc.compute_type == "aksendpoint" else name
             if dc.compute_type == "aksendpoint":
                 check_service_name(vname, "version name")
@@ -305,9 +345,15 @@ class ServiceManager:
                       "versions": {vname: version}, "operationStarted": started,
                       "description": description or dc.raw.get("description") or "", "tags": dict(tags or {}),
                       "properties": dict(properties or {}), "deploymentConfig": dc.raw}
-            client = self._router(dc.port, log)
-            self._put(client, name, record)
-            self._save(name, dc.compute_type, record, service_state.TRANSITIONING, models=version["models"])
+            client = None
+            if compute is not None:
+                cluster_deploy.publish(compute, name, self.router_document(record),
+                                       cluster_deploy.deployment_record(record))
+            else:
+                client = self._router(dc.port, log)
+                self._put(client, name, record)
+            self._save(name, dc.compute_type, record, service_state.TRANSITIONING, models=version["models"],
+                       compute_target=compute.name if compute is not None else LOCAL)
             ok = True
         finally:
             if not ok:
@@ -316,7 +362,8 @@ class ServiceManager:
                 self._release(name)
         if existing is not None:
             packaging.remove_deployments(self.ws, name, keep={version["deploymentId"]} if version else set())
-        return self._info(self._require(name), service_state.TRANSITIONING, None, client.base_url)
+        row = self._require(name)
+        return self._info(row, service_state.TRANSITIONING, None, self._base_url(row, client))
 
     def _deployments_in_use(self, row: Mapping[str, Any] | None) -> set[str]:
         if row is None:
@@ -352,9 +399,12 @@ class ServiceManager:
         """Poll until the service is Healthy or Failed; Azure's success line, or DeployError with its failure
         message. The operation lock is released once the outcome is known."""
         row = self._require(name)
+        ctype = row["record"].get("computeType", "aks").upper()
+        compute = self._compute(row)
+        if compute is not None:
+            return self._wait_cluster(compute, row, timeout_s or DEFAULT_WAIT_S, show_output, ctype, log)
         client = self.router.ensure()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else DEFAULT_WAIT_S)
-        ctype = row["record"].get("computeType", "aks").upper()
         progress = _Progress(show_output, log)
         progress.line("Running")
         while True:
@@ -380,9 +430,31 @@ class ServiceManager:
                           f"state: {state}\nMore information can be found using `openscore service get-logs -n "
                           f"{name}`.\nError:\n{json.dumps(error, indent=2)}")
 
+    def _wait_cluster(self, compute: Compute, row: Mapping[str, Any], timeout_s: float, show_output: bool,
+                      ctype: str, log: Log) -> ServiceInfo:
+        """The cluster's watch-based wait (ends early on Failed); the same outcome lines as the local one."""
+        name = row["name"]
+        st = cluster_deploy.wait(compute, name, timeout_s, log if show_output else None)
+        if st.state not in service_state.FINAL:
+            raise DeployError(f"Service {name} is still {st.state} after {timeout_s:g} s (`openscore service "
+                              f"get-logs -n {name}` shows its replicas' logs)"
+                              + (f"\nError:\n{json.dumps(st.error, indent=2)}" if st.error else ""))
+        self._set_state(name, st.state, st.error)
+        self._release(name)
+        info = self._info(self._require(name), st.state, st.error, self._base_url(row, None))
+        if st.state == service_state.HEALTHY:
+            log(f'{ctype} service creation operation finished, operation "Succeeded"')
+            return info
+        raise DeployError(f"Service deployment polling reached non-successful terminal state, current service "
+                          f"state: {st.state}\nMore information can be found using `openscore service get-logs "
+                          f"-n {name}`.\nError:\n{json.dumps(st.error, indent=2)}")
+
     # ================================================================== read
     def get(self, name: str, *, start_router: bool = True) -> ServiceInfo:
         row = self._require(name)
+        if self._compute(row) is not None:
+            state, error = self._live(row)
+            return self._info(row, state, error, self._base_url(row, None))
         client = self.router.ensure() if start_router else self.router.running()
         state, error = self._live(row, client=client, fetch=client is not None)
         if client is None:
@@ -400,7 +472,8 @@ class ServiceManager:
             statuses = {s["name"]: s for s in client.list_services()}
         out = []
         for r in rows:
-            row = {"name": r["name"], "compute_type": r["compute_type"], "record": json.loads(r["record"]),
+            row = {"name": r["name"], "compute_type": r["compute_type"], "compute_target": r["compute_target"],
+                   "record": json.loads(r["record"]),
                    "state": r["state"], "error": json.loads(r["error"]) if r["error"] else None,
                    "created": r["created"], "updated": r["updated"]}
             if compute_type and row["compute_type"].lower() != compute_type.lower():
@@ -414,6 +487,10 @@ class ServiceManager:
                 continue
             if properties and not _matches(row["record"].get("properties", {}), properties):
                 continue
+            if row["compute_target"] != LOCAL:
+                state, error = self._live(row)
+                out.append(self._info(row, state, error, self._base_url(row, None)))
+                continue
             if row["state"] in service_state.FINAL and client is not None and row["name"] in statuses \
                     and statuses[row["name"]].get("state") == "Healthy" and row["state"] == "Healthy":
                 state, error = service_state.HEALTHY, None  # the common case, without reading any log file
@@ -424,7 +501,9 @@ class ServiceManager:
 
     def get_logs(self, name: str, *, num_lines: int = 5000, init: bool = False) -> str:
         """Each replica's log (a crashed one's too), newest last; `init`: each one's lines up to init()'s end."""
-        self._require(name)
+        compute = self._compute(self._require(name))
+        if compute is not None:
+            return cluster_deploy.logs(compute, name, init=init, num_lines=num_lines)
         client = self.router.running()
         status = self._status(client, name) if client else None
         listed = service_state.listed_replicas(status) if status else set()
@@ -445,6 +524,9 @@ class ServiceManager:
         return self.router.ensure()
 
     def get_keys(self, name: str) -> tuple[str, str]:
+        compute = self._compute(self._require(name))
+        if compute is not None:
+            return cluster_deploy.get_keys(compute, name)
         return self._client_for(name).get_keys(name)
 
     def regen_key(self, name: str, key: str, set_key: str | None = None) -> tuple[str, str]:
@@ -452,6 +534,9 @@ class ServiceManager:
             raise DeployError(f"--key must be Primary or Secondary, got {key!r}")
         if set_key is not None and len(set_key) < 8:
             raise DeployError("--set-key must be at least 8 characters")
+        compute = self._compute(self._require(name))
+        if compute is not None:
+            return cluster_deploy.regen_key(compute, name, key.capitalize(), set_key)
         client = self._client_for(name)
         self._acquire(name, "RegenerateKey")
         try:
@@ -476,8 +561,11 @@ class ServiceManager:
     def run(self, name: str, input_data: str | bytes) -> Any:
         """POST `input_data` to the scoring URI with the service's key (or token); the JSON answer."""
         row = self._require(name)
-        client = self.router.ensure()
         data = input_data.encode() if isinstance(input_data, str) else bytes(input_data)
+        compute = self._compute(row)
+        if compute is not None:
+            return self._run_cluster(compute, row, data)
+        client = self.router.ensure()
         ep = row["record"].get("endpoint", {})
         token_mode = bool(ep.get("tokenAuthEnabled"))
         key_mode = not token_mode and ep.get("authEnabled") is not False
@@ -498,6 +586,26 @@ class ServiceManager:
             err = RouterError(f"Received bad response from service {name}: Response Code: {status}\n"
                               f"Content: {text[:2000]}", status)
             raise err
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _run_cluster(self, compute: Compute, row: Mapping[str, Any], data: bytes) -> Any:
+        name = row["name"]
+        ep = row["record"].get("endpoint", {})
+        if ep.get("tokenAuthEnabled"):
+            raise DeployError(f"service {name}: token auth on a cluster compute is not available yet")
+        base = cluster_deploy.base_url(compute)
+        if base is None:
+            raise DeployError(f"compute {compute.name} has no router Service (`openscore cluster install -n "
+                              f"{compute.name}`)")
+        key = cluster_deploy.get_keys(compute, name)[0] if ep.get("authEnabled") is not False else None
+        status, body = cluster_deploy.score(f"{base}/api/v1/service/{name}/score", data, key)
+        text = body.decode("utf-8", "replace")
+        if status != 200:
+            raise RouterError(f"Received bad response from service {name}: Response Code: {status}\n"
+                              f"Content: {text[:2000]}", status)
         try:
             return json.loads(text)
         except ValueError:
@@ -531,7 +639,7 @@ class ServiceManager:
             if models is not None or inference_config is not None or environment is not None or rebuild:
                 new_version = self._prepare_version(name, self._version_models(models, old),
                                                     inference_config or self._stored_inference(old),
-                                                    environment, rebuild, log)
+                                                    environment, rebuild, log, self._compute(row))
                 new_version["doc"] = old["doc"]
                 rec["versions"][vname] = new_version
             self._apply_config(rec, vname, merged)
@@ -558,15 +666,24 @@ class ServiceManager:
             self._release(name)
             raise
         packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use({"record": rec}))
-        return self._info(self._require(name), service_state.TRANSITIONING, None, client.base_url)
+        new_row = self._require(name)
+        return self._info(new_row, service_state.TRANSITIONING, None, self._base_url(new_row, client))
 
-    def _publish(self, name: str, row: Mapping[str, Any], rec: dict[str, Any], started: float) -> RouterClient:
-        """The changed record to the router, then stored as Transitioning with the operation's start."""
+    def _publish(self, name: str, row: Mapping[str, Any], rec: dict[str, Any],
+                 started: float) -> RouterClient | None:
+        """The changed record to the router (or the cluster), then stored as Transitioning with the
+        operation's start."""
         rec["operationStarted"] = started
-        client = self.router.ensure()
-        self._put(client, name, rec)
+        compute = self._compute(row)
+        client = None
+        if compute is not None:
+            cluster_deploy.publish(compute, name, self.router_document(rec), cluster_deploy.deployment_record(rec))
+        else:
+            client = self.router.ensure()
+            self._put(client, name, rec)
         self._save(name, row["compute_type"], rec, service_state.TRANSITIONING,
-                   models=[m for v in rec["versions"].values() for m in v["models"]])
+                   models=[m for v in rec["versions"].values() for m in v["models"]],
+                   compute_target=compute.name if compute is not None else LOCAL)
         return client
 
     def _version_models(self, models: Sequence[ModelRecord] | None,
@@ -614,14 +731,17 @@ class ServiceManager:
 
     def delete(self, name: str) -> None:
         """Remove the service from the router and the workspace (rows, deployment folders, replica logs)."""
-        self._require(name)
+        compute = self._compute(self._require(name))
         self._acquire(name, "Delete")
         try:
-            client = self.router.ensure()
-            try:
-                client.delete_service(name)
-            except NotFoundError:
-                pass
+            if compute is not None:
+                cluster_deploy.delete(compute, name, print)
+            else:
+                client = self.router.ensure()
+                try:
+                    client.delete_service(name)
+                except NotFoundError:
+                    pass
             with self.ws.transaction() as c:
                 c.execute("DELETE FROM services WHERE name = ?", (name,))
                 c.execute("DELETE FROM service_models WHERE service = ?", (name,))
@@ -657,7 +777,8 @@ class ServiceManager:
         self._check_versions(rec, version_name, doc, endpoint)
 
         def change() -> None:
-            version = self._prepare_version(endpoint, models, inference_config, environment, False, log)
+            version = self._prepare_version(endpoint, models, inference_config, environment, False, log,
+                                            self._compute(row))
             version["doc"] = {k: v for k, v in doc.items() if k not in ("versionName",)}
             rec["versions"][version_name] = version
             self._exclusive(rec, version_name, is_default, is_control_version_type)
@@ -687,7 +808,7 @@ class ServiceManager:
                 old = rec["versions"][version_name]
                 rec["versions"][version_name] = self._prepare_version(
                     endpoint, self._version_models(models, old), inference_config or self._stored_inference(old),
-                    None, False, log)
+                    None, False, log, self._compute(row))
             rec["versions"][version_name]["doc"] = doc
             self._exclusive(rec, version_name, is_default, is_control_version_type)
 

@@ -41,6 +41,7 @@ class AksAttachConfiguration:
     registry: str | None = None
     instance_types_file: str | None = None
     fpga_resource: str | None = None
+    runtime_image: str | None = None
 
 
 class ComputeTarget:
@@ -87,7 +88,7 @@ class ComputeTarget:
         try:
             _registry(workspace).attach(name, c.kubeconfig, context=c.context, namespace=c.namespace,
                                         registry=c.registry, instance_types_file=c.instance_types_file,
-                                        fpga_resource=c.fpga_resource)
+                                        fpga_resource=c.fpga_resource, runtime_image=c.runtime_image)
         except DeployError as e:
             raise ComputeTargetException(str(e)) from None
         return AksCompute(workspace, name)
@@ -144,11 +145,12 @@ class AksCompute(ComputeTarget):
                              kubeconfig: str | None = None, context: str | None = None,
                              namespace: str | None = None, registry: str | None = None,
                              instance_types_file: str | None = None,
-                             fpga_resource: str | None = None) -> AksAttachConfiguration:
+                             fpga_resource: str | None = None,
+                             runtime_image: str | None = None) -> AksAttachConfiguration:
         """Azure names a cluster by resource group and name; openscore's Kubernetes target by kubeconfig."""
         if not kubeconfig:
             raise ComputeTargetException("AksCompute.attach_configuration needs kubeconfig=PATH: openscore's "
                                          "Kubernetes target attaches a cluster by its kubeconfig, not by "
                                          "resource_group/cluster_name/resource_id")
         return AksAttachConfiguration(str(kubeconfig), context, namespace, registry, instance_types_file,
-                                      fpga_resource)
+                                      fpga_resource, runtime_image)
