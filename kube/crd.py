@@ -35,6 +35,8 @@ COMPONENT_ROUTER = "router"
 KIND_SERVICE_KEYS = "service-keys"    # value of LABEL_KIND on a service's keys Secret
 KIND_SIGNING_KEYS = "signing-keys"    # value of LABEL_KIND on the token signing keys Secret
 SIGNING_KEYS_SECRET = "openscore-signing-keys"  # data `keys`: the store's JSON document
+ADMIN_SECRET = "openscore-admin"     # the in-cluster router's admin key, made by `openscore cluster install`
+ADMIN_SECRET_KEY = "adminKey"        # its data key
 REPLICA_SECRET_ENV = "OPENSCORE_REPLICA_SECRET"  # env of a replica, from `<deployment>-replica` data `secret`
 
 

@@ -10,12 +10,15 @@ applied with one field manager, so a second install changes nothing and an edite
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from openscore.kube import crd
-from openscore.kube.client import KubeClient, NotFoundError
+from openscore.kube.client import ConflictError, KubeClient, NotFoundError
+from openscore.kube.object_store import KubernetesStateStore
 
 FIELD_MANAGER = "openscore-install"
 ROUTER_NAME = "openscore-router"
@@ -30,6 +33,8 @@ ROUTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (crd.GROUP, f"{crd.PLURAL}/status", ("get", "patch", "update")),
     ("", "secrets", ("get", "list", "watch")),
     ("", "pods", ("get", "list", "watch")),
+    ("", "pods/log", ("get",)),          # a failed replica's last lines, for its service's status
+    ("", "events", ("get", "list", "watch")),  # the scheduler's reasons, for the status
     ("", "endpoints", ("get", "list", "watch")),
     ("apps", "deployments", ("get", "list", "watch")),
     ("apps", "deployments/scale", ("get", "patch", "update")),
@@ -68,11 +73,14 @@ def router_deployment(opts: InstallOptions) -> dict[str, Any]:
     selector = _labels(crd.COMPONENT_ROUTER)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": ROUTER_NAME,
+        # no service-link variables: the Service `openscore-router` would otherwise put OPENSCORE_ROUTER_PORT=
+        # tcp://... into the router's own settings namespace
+        "enableServiceLinks": False,
         "containers": [{
             "name": "router",
             "image": opts.router_image,
             "command": ["openscore", "router", "--kubernetes", "--namespace", opts.namespace,
-                        "--port", str(ROUTER_PORT)],
+                        "--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
             "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/readyz", "port": ROUTER_PORT},
                                "periodSeconds": 5, "failureThreshold": 3},
@@ -136,7 +144,29 @@ async def install(client: KubeClient, opts: InstallOptions,
             continue
         changed.append(line)
         log(line)
+    for line in await _router_secrets(client, opts.namespace):
+        changed.append(line)
+        log(line)
     return changed
+
+
+async def _router_secrets(client: KubeClient, namespace: str) -> list[str]:
+    """The router's admin key and the token signing key: made once, never replaced by a later install (every
+    admin client and token would stop working); the router's Role may not create Secrets itself."""
+    out = []
+    key = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+    admin = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": _meta(crd.ADMIN_SECRET, namespace, crd.COMPONENT_ROUTER), "data": {crd.ADMIN_SECRET_KEY: key}}
+    try:
+        await client.create(admin)
+        out.append(f"created {_describe(admin)}")
+    except ConflictError:
+        pass  # already there: kept
+    had = await client.get("v1", "Secret", crd.SIGNING_KEYS_SECRET, namespace)
+    await KubernetesStateStore(client, namespace).ensure_signing_key()
+    if had is None:
+        out.append(f"created Secret {namespace}/{crd.SIGNING_KEYS_SECRET}")
+    return out
 
 
 async def uninstall(client: KubeClient, namespace: str, *, keep_crd: bool = False,
@@ -151,6 +181,10 @@ async def uninstall(client: KubeClient, namespace: str, *, keep_crd: bool = Fals
     for obj in reversed(namespaced):
         if await client.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace):
             removed.append(f"deleted {_describe(obj)}")
+            log(removed[-1])
+    for name in (crd.ADMIN_SECRET, crd.SIGNING_KEYS_SECRET):
+        if await client.delete("v1", "Secret", name, namespace):
+            removed.append(f"deleted Secret {namespace}/{name}")
             log(removed[-1])
     if not keep_crd:
         try:

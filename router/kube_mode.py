@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from openscore.kube import crd
 from openscore.kube.client import ForbiddenError, KubeClient, KubeError
 from openscore.kube.object_store import KubernetesStateStore
 from openscore.kube.target import KubernetesTarget
@@ -26,8 +27,9 @@ from openscore.router.state import StateStore
 from openscore.router.targets import VersionKey
 
 log = logging.getLogger("openscore.router.kube")
-ADMIN_SECRET = "openscore-admin"   # created by `openscore cluster install`
-ADMIN_SECRET_KEY = "adminKey"
+for _name in ("httpx", "httpx2"):  # lightkube's HTTP client logs every API request at INFO: noise in a router's log
+    logging.getLogger(_name).setLevel(logging.WARNING)
+ADMIN_SECRET, ADMIN_SECRET_KEY = crd.ADMIN_SECRET, crd.ADMIN_SECRET_KEY  # created by `openscore cluster install`
 
 
 class KubeModeError(Exception):

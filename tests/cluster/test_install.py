@@ -48,10 +48,15 @@ def test_install_is_complete_and_idempotent_and_uninstall_leaves_nothing(cluster
     assert {"Deployment/openscore-router", "Service/openscore-router", "ServiceAccount/openscore-router",
             "Role/openscore-router", "RoleBinding/openscore-router",
             "NetworkPolicy/openscore-replicas-from-router"} <= set(_ours(cluster, namespace))
+    # the router's admin key and the token signing key: its Role may not create Secrets, so install makes them
+    assert f"created Secret {namespace}/{crd.ADMIN_SECRET}" in first.stdout, first.stdout
+    assert f"created Secret {namespace}/{crd.SIGNING_KEYS_SECRET}" in first.stdout, first.stdout
+    admin_key = cluster.kubectl_json("get", "secret", crd.ADMIN_SECRET, "-n", namespace)["data"][crd.ADMIN_SECRET_KEY]
     dep = cluster.kubectl_json("get", "deployment", ROUTER_NAME, "-n", namespace)
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["openscore", "router", "--kubernetes", "--namespace", namespace,
-                                    "--port", "8080"]
+                                    "--host", "0.0.0.0", "--port", "8080"]  # the pod's address, for the Service
+    assert dep["spec"]["template"]["spec"]["enableServiceLinks"] is False  # no OPENSCORE_ROUTER_PORT=tcp://...
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == ROUTER_NAME
     svc = cluster.kubectl_json("get", "service", ROUTER_NAME, "-n", namespace)
@@ -63,6 +68,9 @@ def test_install_is_complete_and_idempotent_and_uninstall_leaves_nothing(cluster
                 for o in ("deployment/openscore-router", "service/openscore-router", "role/openscore-router")}
     again = _cli(compute, "cluster", "install", "-n", "myaks", "--router-image", "127.0.0.1:5000/openscore:cpu")
     assert "nothing to change" in again.stdout, again.stdout
+    # a second install never replaces the admin key (every admin client would stop working)
+    assert cluster.kubectl_json("get", "secret", crd.ADMIN_SECRET, "-n", namespace)["data"][crd.ADMIN_SECRET_KEY] \
+        == admin_key
     assert versions == {o: cluster.kubectl_json("get", o, "-n", namespace)["metadata"]["resourceVersion"]
                         for o in versions}
 
@@ -76,6 +84,7 @@ def test_install_is_complete_and_idempotent_and_uninstall_leaves_nothing(cluster
     gone = _cli(compute, "cluster", "uninstall", "-n", "myaks", "--keep-crd")
     for kind in ("NetworkPolicy", "Service", "Deployment", "RoleBinding", "Role", "ServiceAccount", "Namespace"):
         assert f"deleted {kind} " in gone.stdout, gone.stdout
+    assert f"deleted Secret {namespace}/{crd.ADMIN_SECRET}" in gone.stdout, gone.stdout
     left = [o for o in _ours(cluster, namespace) if not o.startswith(("Pod/", "ReplicaSet/"))]
     assert left == []  # pods and replica sets go with the Deployment (the garbage collector) and the namespace
     ns = cluster.kubectl("get", "namespace", namespace, "-o", "json", check=False)
