@@ -83,12 +83,9 @@ def test_model_deploy_to_the_attached_cluster_waits_healthy_and_scores(cluster, 
         pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "openscore.io/service=sdksvc")["items"]
         assert [p["spec"]["nodeName"] for p in pods] == ["node-cpu-0"]
         ready = cluster.kubectl("rollout", "status", "deployment/openscore-router", "-n", namespace,
-                                "--timeout=60s", check=False)
-        if ready.returncode == 0:
-            assert service.run('{"x": 3}') == {"weight": "7", "echo": {"x": 3}}
-        else:  # the runtime image's router has no --kubernetes mode yet: its Service has no endpoint
-            with pytest.raises(Exception, match="cannot be reached"):
-                service.run('{"x": 3}')
+                                "--timeout=90s", check=False, timeout=150)
+        assert ready.returncode == 0, ready
+        assert service.run('{"x": 3}') == {"weight": "7", "echo": {"x": 3}}  # through the in-cluster router
         service.delete()
         left = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", "openscore.io/service=sdksvc")
         assert left["items"] == []
