@@ -10,14 +10,16 @@ applied with one field manager, so a second install changes nothing and an edite
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from openscore.kube import crd
-from openscore.kube.client import ConflictError, KubeClient, NotFoundError
+from openscore.kube.client import ConflictError, KubeClient, KubeError, NotFoundError
 from openscore.kube.object_store import KubernetesStateStore
 
 FIELD_MANAGER = "openscore-install"
@@ -134,6 +136,11 @@ async def install(client: KubeClient, opts: InstallOptions,
     changed: list[str] = []
     for obj in manifests(opts):
         api, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+        if kind == "Deployment":  # before the router starts: it reads its Secrets and the services at once
+            await _crd_established(client)
+            for line in await _router_secrets(client, opts.namespace):
+                changed.append(line)
+                log(line)
         before = await client.get(api, kind, meta["name"], meta.get("namespace"))
         after = await client.apply(obj, field_manager=FIELD_MANAGER, force=True)
         if before is None:
@@ -144,10 +151,21 @@ async def install(client: KubeClient, opts: InstallOptions,
             continue
         changed.append(line)
         log(line)
-    for line in await _router_secrets(client, opts.namespace):
-        changed.append(line)
-        log(line)
     return changed
+
+
+async def _crd_established(client: KubeClient, timeout_s: float = 30.0) -> None:
+    """A just-created CRD serves its resources only once Established (about a second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = await client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.CRD_NAME)
+        conditions = ((got or {}).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise KubeError(0, "Timeout", f"CustomResourceDefinition {crd.CRD_NAME} is not Established after "
+                                          f"{timeout_s:.0f} s")
+        await asyncio.sleep(0.2)
 
 
 async def _router_secrets(client: KubeClient, namespace: str) -> list[str]:

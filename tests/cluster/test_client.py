@@ -20,7 +20,6 @@ import yaml
 from openscore.kube.client import (
     ConflictError,
     ForbiddenError,
-    GoneError,
     KubeClient,
     KubeError,
     NotFoundError,
@@ -180,7 +179,10 @@ def test_in_cluster_config_no_rights_forbidden_and_no_server_unreachable(kubecon
     asyncio.run(main())
 
 
-def test_a_watch_resumes_and_an_old_revision_is_gone(kubeconfig, namespace):
+def test_a_watch_resumes_after_the_server_ends_it(kubeconfig, namespace):
+    # (410 Gone for a too-old revision is not asked of the server here: a fresh API server's watch cache can
+    # still reach back to its first revisions. tests/cluster/test_target.py gets a real one for pods, and
+    # tests/kube/test_client_unit.py maps the status.)
     async def main():
         async with KubeClient.from_kubeconfig(kubeconfig, namespace=namespace) as c:
             c.watch_server_timeout_s = 1  # the server ends each watch after a second
@@ -195,8 +197,6 @@ def test_a_watch_resumes_and_an_old_revision_is_gone(kubeconfig, namespace):
             await events.aclose()
             assert [(t, o.get("data")) for t, o in seen] == [("ADDED", {"a": "1"}), ("MODIFIED", {"a": "2"}),
                                                            ("DELETED", {"a": "2"})]
-            with pytest.raises(GoneError):
-                await asyncio.wait_for(c.watch("v1", "ConfigMap", namespace, resource_version="2").__anext__(), 10)
     asyncio.run(main())
 
 

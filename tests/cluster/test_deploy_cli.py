@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster.servicekit import wait_until_answers
+
 CLI = [sys.executable, "-m", "openscore.deployer.compute_cli"]
 OPENSCORE = [sys.executable, "-c", "import sys; from openscore.cli import main; sys.exit(main())"]
 TOLERATE_GPU = [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
@@ -88,10 +90,6 @@ def _pods(cluster, namespace: str, service: str) -> list[dict]:
     return cluster.kubectl_json("get", "pods", "-n", namespace, "-l", f"openscore.io/service={service}")["items"]
 
 
-def _pods_of(cluster, namespace: str, selector: str) -> list[dict]:
-    return cluster.kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
-
-
 def _post(url: str, body: bytes, key: str | None, extra: dict | None = None) -> int:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}),
                **(extra or {})}
@@ -116,6 +114,17 @@ def test_an_unknown_instance_type_names_the_known_ones(site):
 
 
 @pytest.mark.timeout(900)
+def _router_diagnosis(cluster, namespace: str) -> str:
+    """What a failed router rollout shows: its pods, their events and both runs' last log lines."""
+    out = []
+    for args in (("get", "pods", "-o", "wide"), ("describe", "pods", "-l", "app.kubernetes.io/component=router"),
+                 ("logs", "deployment/openscore-router", "--tail=30"),
+                 ("logs", "deployment/openscore-router", "--tail=30", "--previous")):
+        r = cluster.kubectl("-n", namespace, *args, check=False)
+        out.append(f"$ kubectl {' '.join(args)}\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
+
+
 def test_a_cpu_service_runs_on_the_real_node_scores_through_the_router_and_delete_leaves_nothing(
         site, cluster, namespace, runtime_image):
     install = subprocess.run([*CLI, "cluster", "install", "-n", "myaks", "--router-image", runtime_image,
@@ -123,7 +132,7 @@ def test_a_cpu_service_runs_on_the_real_node_scores_through_the_router_and_delet
     assert install.returncode == 0, install
     dep = _deploy(site, "svc", {"instanceType": "cpu-small", "numReplicas": 1})
     assert dep.returncode == 0, dep
-    assert "App image 127.0.0.1:5000/openscore-app@sha256:" in dep.stdout, dep
+    assert f"App image {cluster.registry}/openscore-app@sha256:" in dep.stdout, dep
     waited = _os(site, "service", "wait", "-n", "svc", "--timeout", "300", timeout=400)
     assert waited.returncode == 0, waited
     shown = json.loads(_os(site, "service", "show", "-n", "svc").stdout)
@@ -142,8 +151,8 @@ def test_a_cpu_service_runs_on_the_real_node_scores_through_the_router_and_delet
     assert uri.startswith("http://10.96.") and uri.endswith("/api/v1/service/svc/score"), uri
     router_ready = cluster.kubectl("rollout", "status", "deployment/openscore-router", "-n", namespace,
                                    "--timeout=90s", check=False, timeout=150)
-    assert router_ready.returncode == 0, cluster.kubectl("logs", "-n", namespace, "deployment/openscore-router",
-                                                         "--tail=30", check=False)
+    assert router_ready.returncode == 0, _router_diagnosis(cluster, namespace)
+    assert wait_until_answers(uri) == 200  # the router's Service through kube-proxy, ready
     assert _post(uri, b'{"x": 1}', None) == 401
     assert _post(uri, b'{"x": 1}', primary) == 200
     ran = _os(site, "service", "run", "-n", "svc", "-d", '{"x": 2}')

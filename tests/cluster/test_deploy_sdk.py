@@ -13,6 +13,7 @@ import yaml
 
 from openscore.sdk import AksCompute, ComputeTarget
 from openscore.sdk.workspace import Workspace
+from tests.cluster.servicekit import wait_until_answers
 
 GPU_TYPE = {"metadata": {"name": "gpu-small"},
             "spec": {"nodeSelector": {"openscore.io/pool": "gpu"},
@@ -85,6 +86,7 @@ def test_model_deploy_to_the_attached_cluster_waits_healthy_and_scores(cluster, 
         ready = cluster.kubectl("rollout", "status", "deployment/openscore-router", "-n", namespace,
                                 "--timeout=90s", check=False, timeout=150)
         assert ready.returncode == 0, ready
+        assert wait_until_answers(service.scoring_uri) == 200  # the router's Service through kube-proxy, ready
         assert service.run('{"x": 3}') == {"weight": "7", "echo": {"x": 3}}  # through the in-cluster router
         service.delete()
         left = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", "openscore.io/service=sdksvc")
