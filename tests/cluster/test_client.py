@@ -8,10 +8,8 @@ import asyncio
 import base64
 import json
 import os
-import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,29 +23,12 @@ from openscore.kube.client import (
     NotFoundError,
     UnreachableError,
 )
-
-if not (Path(__file__).parent / "conftest.py").exists():
-    # until the shared fixtures (tests/cluster/conftest.py) are merged: the dev cluster, fresh namespaces
-    @pytest.fixture(scope="session")
-    def cluster() -> Path:
-        folder = Path(os.environ.get("OPENSCORE_TEST_CLUSTER", "/work/devcluster"))
-        if not (folder / "READY").exists():
-            pytest.skip(f"no test cluster at {folder}")
-        return folder / "kubeconfig"
-
-    @pytest.fixture
-    def namespace(cluster: Path) -> Iterator[str]:
-        name = f"core-t-{secrets.token_hex(3)}"
-        subprocess.run(["kubectl", f"--kubeconfig={cluster}", "create", "namespace", name], check=True,
-                       capture_output=True)
-        yield name
-        subprocess.run(["kubectl", f"--kubeconfig={cluster}", "delete", "namespace", name, "--wait=false"],
-                       capture_output=True)
+from tests.cluster.conftest import ClusterInfo
 
 
 @pytest.fixture
-def kubeconfig(cluster: object) -> str:
-    return str(getattr(cluster, "kubeconfig", cluster))
+def kubeconfig(cluster: ClusterInfo) -> str:
+    return str(cluster.kubeconfig)
 
 
 def cm(namespace: str, name: str = "cm", **data: str) -> dict:

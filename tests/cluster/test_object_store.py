@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,28 +23,11 @@ from openscore.kube import crd
 from openscore.kube.client import KubeClient
 from openscore.kube.object_store import KubernetesObjectStore, KubernetesStateStore
 from openscore.router.state import SERVICE, SERVICE_KEYS, SIGNING_KEYS, Conflict, Expired, StateStore
-
-if not (Path(__file__).parent / "conftest.py").exists():
-    # until the shared fixtures (tests/cluster/conftest.py) are merged: the dev cluster, fresh namespaces
-    @pytest.fixture(scope="session")
-    def cluster() -> Path:
-        folder = Path(os.environ.get("OPENSCORE_TEST_CLUSTER", "/work/devcluster"))
-        if not (folder / "READY").exists():
-            pytest.skip(f"no test cluster at {folder}")
-        return folder / "kubeconfig"
-
-    @pytest.fixture
-    def namespace(cluster: Path) -> Iterator[str]:
-        name = f"core-t-{secrets.token_hex(3)}"
-        subprocess.run(["kubectl", f"--kubeconfig={cluster}", "create", "namespace", name], check=True,
-                       capture_output=True)
-        yield name
-        subprocess.run(["kubectl", f"--kubeconfig={cluster}", "delete", "namespace", name, "--wait=false"],
-                       capture_output=True)
+from tests.cluster.conftest import ClusterInfo
 
 
-def kubeconfig_of(cluster: object) -> str:
-    return str(getattr(cluster, "kubeconfig", cluster))
+def kubeconfig_of(cluster: ClusterInfo) -> str:
+    return str(cluster.kubeconfig)
 
 
 async def wait_established(client: KubeClient) -> None:
@@ -55,7 +35,8 @@ async def wait_established(client: KubeClient) -> None:
     await client.apply(crd.crd_manifest())
     for _ in range(300):
         got = await client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.CRD_NAME)
-        conds = {c["type"]: c["status"] for c in (got or {}).get("status", {}).get("conditions", [])}
+        # a CRD just created has `conditions: null` for a moment
+        conds = {c["type"]: c["status"] for c in ((got or {}).get("status") or {}).get("conditions") or []}
         if conds.get("Established") == "True":
             return
         await asyncio.sleep(0.1)
@@ -63,7 +44,7 @@ async def wait_established(client: KubeClient) -> None:
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(cluster: object) -> str:
+def kubeconfig(cluster: ClusterInfo) -> str:
     path = kubeconfig_of(cluster)
 
     async def install() -> None:
