@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from openscore.deployer.computes import Compute, run_async
+from openscore.deployer.computes import Compute, run_async, with_client
 from openscore.deployer.errors import DeployError
 
 if TYPE_CHECKING:
@@ -107,17 +107,6 @@ def cluster_keys(package: Package, image: str) -> dict[str, Any]:
     return doc
 
 
-async def _with(compute: Compute, work: Callable[[KubeClient], Any]) -> Any:
-    from openscore.kube.client import KubeError
-    client = compute.client()
-    try:
-        return await work(client)
-    except KubeError as e:
-        raise DeployError(f"compute {compute.name}: {e.message or e.reason}") from None
-    finally:
-        await client.close()
-
-
 def publish(compute: Compute, name: str, doc: Mapping[str, Any], deployment: Mapping[str, Any]) -> None:
     """The router document as the ScoringService, its deployment record, then each version's Deployment."""
     from openscore.router.config import ConfigError
@@ -159,7 +148,7 @@ def publish(compute: Compute, name: str, doc: Mapping[str, Any], deployment: Map
                 await client.delete("apps/v1", "Deployment", d["metadata"]["name"], ns)
                 await client.delete("v1", "Secret", crd.replica_secret(d["metadata"]["name"]), ns)
 
-    run_async(_with(compute, work))
+    run_async(with_client(compute, work))
 
 
 def replica_count(spec: VersionSpec, current: int | None) -> int:
@@ -178,7 +167,7 @@ def status(compute: Compute, name: str) -> ServiceStatus | None:
         if await client.get(crd.API_VERSION, crd.KIND, name, compute.namespace) is None:
             return None
         return await read_service_status(client, compute.namespace, name)
-    result: ServiceStatus | None = run_async(_with(compute, work))
+    result: ServiceStatus | None = run_async(with_client(compute, work))
     return result
 
 
@@ -186,7 +175,7 @@ def wait(compute: Compute, name: str, timeout_s: float, say: Log | None) -> Serv
     async def work(client: KubeClient) -> ServiceStatus:
         from openscore.kube.wait import wait_for_service
         return await wait_for_service(client, compute.namespace, name, timeout_s=timeout_s, show_output=say)
-    result: ServiceStatus = run_async(_with(compute, work))
+    result: ServiceStatus = run_async(with_client(compute, work))
     return result
 
 
@@ -194,7 +183,7 @@ def logs(compute: Compute, name: str, *, init: bool, num_lines: int) -> str:
     async def work(client: KubeClient) -> str:
         from openscore.kube.logs import service_logs
         return await service_logs(client, compute.namespace, name, init=init, num_lines=num_lines)
-    text: str = run_async(_with(compute, work))
+    text: str = run_async(with_client(compute, work))
     return text
 
 
@@ -207,7 +196,7 @@ def base_url(compute: Compute) -> str | None:
         if not ip or ip == "None":
             return None
         return f"http://{ip}" if SERVICE_PORT == 80 else f"http://{ip}:{SERVICE_PORT}"
-    url: str | None = run_async(_with(compute, work))
+    url: str | None = run_async(with_client(compute, work))
     return url
 
 
@@ -218,7 +207,7 @@ def get_keys(compute: Compute, name: str) -> tuple[str, str]:
         if keys is None:
             raise DeployError(f"service {name} has no keys Secret in namespace {compute.namespace}")
         return keys.primary, keys.secondary
-    result: tuple[str, str] = run_async(_with(compute, work))
+    result: tuple[str, str] = run_async(with_client(compute, work))
     return result
 
 
@@ -227,7 +216,7 @@ def regen_key(compute: Compute, name: str, key: str, value: str | None) -> tuple
         from openscore.kube.object_store import KubernetesStateStore
         keys = await KubernetesStateStore(client, compute.namespace).set_key(name, key, value)
         return keys.primary, keys.secondary
-    result: tuple[str, str] = run_async(_with(compute, work))
+    result: tuple[str, str] = run_async(with_client(compute, work))
     return result
 
 
@@ -267,7 +256,7 @@ def delete(compute: Compute, name: str, log: Log, wait_s: float = DELETE_WAIT_S)
             import asyncio
             await asyncio.sleep(0.5)
 
-    left: list[str] = run_async(_with(compute, work))
+    left: list[str] = run_async(with_client(compute, work))
     if left:
         log(f"Warning: after {wait_s:g} s these objects of service {name} are still in namespace "
             f"{compute.namespace}: {', '.join(left)}")

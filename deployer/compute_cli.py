@@ -93,19 +93,8 @@ def add_cluster_command(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-async def _with_client(compute: Any, work: Any) -> Any:
-    from openscore.kube.client import KubeError
-    client = compute.client()
-    try:
-        return await work(client)
-    except KubeError as e:
-        raise DeployError(f"compute {compute.name}: {e.message}") from None
-    finally:
-        await client.close()
-
-
 def _install(args: argparse.Namespace) -> int:
-    from openscore.deployer.computes import run_async
+    from openscore.deployer.computes import run_async, with_client
     from openscore.kube.install import InstallOptions, install
     if args.replicas < 1:
         raise DeployError(f"--replicas {args.replicas} must be at least 1")
@@ -114,17 +103,17 @@ def _install(args: argparse.Namespace) -> int:
     if image is None:
         raise DeployError(f"compute {compute.name} has no registry: give --router-image")
     opts = InstallOptions(namespace=compute.namespace, router_image=image, replicas=args.replicas)
-    changed = run_async(_with_client(compute, lambda c: install(c, opts, log=_say)))
+    changed = run_async(with_client(compute, lambda c: install(c, opts, log=_say)))
     if not changed:
         _say(f"nothing to change: openscore is installed in namespace {compute.namespace}")
     return 0
 
 
 def _uninstall(args: argparse.Namespace) -> int:
-    from openscore.deployer.computes import run_async
+    from openscore.deployer.computes import run_async, with_client
     from openscore.kube.install import uninstall
     compute = _registry(args).get(args.name)
-    removed = run_async(_with_client(compute, lambda c: uninstall(c, compute.namespace, keep_crd=args.keep_crd,
+    removed = run_async(with_client(compute, lambda c: uninstall(c, compute.namespace, keep_crd=args.keep_crd,
                                                                    log=_say)))
     if not removed:
         _say(f"nothing to remove in namespace {compute.namespace}")

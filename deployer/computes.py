@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -75,6 +75,19 @@ class Compute:
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """The deployer is synchronous; each cluster call runs its own short event loop."""
     return asyncio.run(coro)
+
+
+async def with_client(compute: Compute, work: Callable[[KubeClient], Awaitable[T]]) -> T:
+    """`work(client)` on a client of the compute's cluster, closed after; the API server's refusal is a
+    DeployError naming the compute."""
+    from openscore.kube.client import KubeError
+    client = compute.client()
+    try:
+        return await work(client)
+    except KubeError as e:
+        raise DeployError(f"compute {compute.name}: {e.message or e.reason}") from None
+    finally:
+        await client.close()
 
 
 def load_instance_types(path: str | Path, fpga_resource: str | None) -> list[dict[str, Any]]:
