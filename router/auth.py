@@ -79,6 +79,10 @@ class TokenAuthority:
         live = [k for k in keys if k.retired_at is None]
         self._current = live[-1] if live else None
 
+    @property
+    def can_issue(self) -> bool:
+        return self._current is not None
+
     def issue(self, service: str, now: float | None = None, lifetime_s: int | None = None) -> Token:
         if self._current is None:
             raise RuntimeError("no token signing key in the workspace")

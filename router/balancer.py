@@ -36,9 +36,11 @@ class Backend:
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     secret: str = field(default="", repr=False)  # sent to the replica on every request (proves the router)
+    cap: int = 0  # the slots this router may fill itself: `slots`, or its share while it cannot coordinate
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.cap = self.cap or self.slots
 
     @property
     def routable(self) -> bool:
@@ -46,7 +48,7 @@ class Backend:
 
     @property
     def free(self) -> bool:
-        return self.routable and self.busy < self.slots
+        return self.routable and self.busy < self.cap
 
 
 @dataclass(eq=False)
@@ -79,6 +81,7 @@ class SlotPool:
         self._waiters: collections.deque[asyncio.Future[Backend]] = collections.deque()
         self.queued = 0
         self._rotor = 0
+        self.share = 1  # >1: several routers admit on their own, each fills 1/share of every replica's slots
 
     # ------------------------------------------------------------------ membership
     def sync(self, states: Iterable[BackendState]) -> list[Backend]:
@@ -88,14 +91,32 @@ class SlotPool:
             seen.add(s.id)
             b = self.backends.get(s.id)
             if b is None:
-                self.backends[s.id] = Backend(s.id, s.address, max(1, s.slots), ready=s.ready, secret=s.secret)
+                b = self.backends[s.id] = Backend(s.id, s.address, max(1, s.slots), ready=s.ready, secret=s.secret)
             else:
                 b.slots, b.ready, b.address, b.secret = max(1, s.slots), s.ready, s.address, s.secret
+            b.cap = max(1, b.slots // self.share)
         gone = [b for bid, b in self.backends.items() if bid not in seen]
         for b in gone:
             del self.backends[b.id]
         self._dispatch()
         return gone
+
+    def set_share(self, share: int) -> None:
+        """Admit up to 1/`share` of each replica's slots (at least one): `share` routers admitting without a
+        coordinator never exceed a replica's slots together. 1: all of them (this router coordinates)."""
+        self.share = max(1, share)
+        for b in self.backends.values():
+            b.cap = max(1, b.slots // self.share)
+        self._dispatch()
+
+    def adopt(self, backend_id: str) -> Lease | None:
+        """Count a slot another router already holds on this replica (it declared it to a new coordinator),
+        even above the slots: nothing new is admitted there until it is released."""
+        b = self.backends.get(backend_id)
+        if b is None:
+            return None
+        self._take(b)
+        return Lease(self, b, 0.0)
 
     def set_ready(self, backend_id: str, ready: bool) -> None:
         b = self.backends.get(backend_id)

@@ -21,6 +21,7 @@ from openscore.router.auth import ServiceAuth, TokenAuthority
 from openscore.router.autoscale import Autoscaler
 from openscore.router.balancer import BackendState, SlotPool, TrafficSplitter
 from openscore.router.config import ServiceSpec, VersionSpec
+from openscore.router.coordination import Coordination
 from openscore.router.metrics import RouterMetrics
 from openscore.router.state import (
     SERVICE,
@@ -116,6 +117,35 @@ class Router:
         # why the desired state may be out of date (its watch failed and no fresh snapshot was read yet);
         # None while it is current. The router keeps serving from the last state meanwhile.
         self.stale_reason: str | None = None
+        # set when several routers share the replicas (openscore.router.coordination); None: this one is alone
+        self.coordination: Coordination | None = None
+
+    def coordinate(self, coordination: Coordination) -> None:
+        """Admit through the services' coordinating routers and autoscale only the services coordinated here."""
+        self.coordination = coordination
+        coordination.on_role = self._role_changed
+
+    def coordinates(self, service: str) -> bool:
+        return self.coordination is None or self.coordination.coordinates(service)
+
+    def _role_changed(self, service: str, here: bool) -> None:
+        self.metrics.coordinating.labels(service).set(1 if here else 0)
+        svc = self.services.get(service)
+        if svc is None or not here:
+            return
+        now = time.monotonic()  # taking over: a full stable window before any scale-down (no flapping)
+        for vr in svc.versions.values():
+            if vr.autoscaler is not None:
+                vr.autoscaler.reset_history(now, self.target.wanted(vr.key))
+                vr.last_decision = now
+
+    def pool_for(self, key: VersionKey) -> SlotPool | None:
+        vr = self._version(key)
+        return vr.pool if vr is not None and not vr.retired else None
+
+    def keys_of(self, service: str) -> list[VersionKey]:
+        svc = self.services.get(service)
+        return [vr.key for vr in svc.versions.values()] if svc else []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -273,6 +303,9 @@ class Router:
                     continue
                 if vr is None:
                     vr = VersionRuntime(key, vspec, SlotPool(name))
+                    if not self.coordinates(name):
+                        assert self.coordination is not None
+                        vr.pool.set_share(self.coordination.live_routers)
                     replicas = vspec.initial_replicas
                     rescale = True
                 else:
@@ -433,8 +466,8 @@ class Router:
                     self.metrics.slots_busy.labels(*labels).set(pool.busy)
                     self.metrics.queue_length.labels(*labels).set(pool.queued)
                     a = vr.autoscaler
-                    if a is None:
-                        continue
+                    if a is None or not self.coordinates(svc.spec.name):
+                        continue  # another router decides for this service, from every router's requests
                     a.sample(pool.busy, pool.queued)
                     if now - vr.last_decision < vr.spec.autoscale.refresh_seconds:
                         continue

@@ -24,7 +24,7 @@ from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
 from openscore.log_lines import AZURE_FORMAT, BatchedLineWriter, UtcFormatter
-from openscore.router import proxy
+from openscore.router import coordination, proxy
 from openscore.router.auth import IDENTITY_NONCE_MAX, AdminAuth, AuthError
 from openscore.router.balancer import Lease, Rejected
 from openscore.router.config import ConfigError, validate_admin_document
@@ -146,6 +146,8 @@ class Frontend:
         path = request.path
         if path.startswith(SCORE_PREFIX):
             return await self._score_route(request, path[len(SCORE_PREFIX):])
+        if path == coordination.WS_PATH and self.router.coordination is not None:
+            return await self.router.coordination.serve_peer(request)
         start = time.perf_counter()
         if path.startswith(ADMIN_PREFIX):
             resp = await self._admin(request, path[len(ADMIN_PREFIX):].strip("/").split("/"))
@@ -167,9 +169,12 @@ class Frontend:
         if not self.ready:
             return json_response(503, {"status": "not ready"})
         stale = self.router.stale_reason
-        if stale is None:
-            return json_response(200, {"status": "ready"})
-        return json_response(200, {"status": "ready", "state": "stale", "detail": stale})
+        body: dict[str, Any] = {"status": "ready"}
+        if stale is not None:
+            body.update(state="stale", detail=stale)
+        if self.router.coordination is not None:
+            body["coordination"] = self.router.coordination.describe()
+        return json_response(200, body)
 
     def _log_answer(self, request: BaseRequest, resp: web.StreamResponse, key: tuple[str, str], start: float,
                     limit: str = "") -> None:
@@ -298,10 +303,10 @@ class Frontend:
     async def _send_mirror(self, method: str, vr: VersionRuntime, path: str, headers: list[tuple[str, str]],
                            body: bytes | None) -> None:
         outcome = "error"
-        lease = vr.pool.try_acquire()
+        lease = self._try_acquire(vr)
         try:
             if lease is None:
-                lease = await vr.pool.acquire(vr.spec.max_queue_wait_ms / 1000.0)
+                lease = await self._acquire(vr, vr.spec.max_queue_wait_ms / 1000.0)
             async with asyncio.timeout(vr.spec.scoring_timeout_ms / 1000.0):
                 up = await self.upstream.send(method, lease.backend.address, path,
                                               with_secret(headers, lease.backend.secret), body)
@@ -351,6 +356,16 @@ class Frontend:
         resp.force_close()
         return resp
 
+    def _try_acquire(self, vr: VersionRuntime) -> Lease | None:
+        c = self.router.coordination
+        return vr.pool.try_acquire() if c is None else c.try_acquire(vr.key, vr.pool)
+
+    async def _acquire(self, vr: VersionRuntime, wait_s: float) -> Lease:
+        """A slot within `wait_s` (Rejected otherwise): from this router's pool, or, where another router
+        coordinates the service, from that router's."""
+        c = self.router.coordination
+        return await (vr.pool.acquire(wait_s) if c is None else c.acquire(vr.key, vr.pool, wait_s))
+
     async def _upstream(self, request: BaseRequest, vr: VersionRuntime, vm: VersionMetrics, leaf: str, body: Any,
                         h: CIMultiDict[str], rid: str) -> tuple[web.StreamResponse, str, str, float, float]:
         spec = vr.spec
@@ -359,10 +374,10 @@ class Frontend:
         headers = proxy.upstream_headers(request, rid)
         path = upstream_path(request, leaf)
         for _attempt in range(MAX_CONNECT_ATTEMPTS):
-            lease = vr.pool.try_acquire()
+            lease = self._try_acquire(vr)
             if lease is None:
                 try:
-                    lease = await vr.pool.acquire(wait_left)
+                    lease = await self._acquire(vr, wait_left)
                 except Rejected as e:
                     queue_total += e.waited_s
                     vm.queue_wait.observe(queue_total)
@@ -589,6 +604,10 @@ class Frontend:
         if action == "token" and method == "POST":
             if not rec.spec.token_auth_enabled:
                 return message(400, f"Token auth is not enabled for service {name} (tokenAuthEnabled).")
+            if not router.tokens.can_issue:  # a cluster whose signing key Secret `cluster install` did not make
+                return message(503, "No token signing key yet: the signing key Secret does not exist (openscore "
+                                    "cluster install creates it); tokens can be issued once it does.",
+                               CIMultiDict({hdrs.RETRY_AFTER: "5"}))
             return json_response(200, router.tokens.issue(name).as_json())
         return message(404, "Unknown admin route.")
 

@@ -47,6 +47,14 @@ class RouterMetrics:
         self.state_stale = Gauge("openscore_router_state_stale", "1 while the desired state may be out of date "
                                  "(its store is unreachable); the router serves from the last state it read",
                                  registry=r)
+        self.coordinating = Gauge("openscore_router_coordinating", "1 where this router coordinates the service "
+                                  "(admits for every router and autoscales it)", ["service"], registry=r)
+        self.admitted = Counter("openscore_router_admitted", "Slots taken, by who admitted them: local (this "
+                                "router coordinates), remote (asked the coordinator), fallback (coordinator "
+                                "unreachable: admitted on this router's share)", ["how"], registry=r)
+        self.coordination_problem = Gauge("openscore_router_coordination_problem", "1 while this router cannot "
+                                          "keep its coordination Leases (see /readyz)", registry=r)
+        self.live_routers = Gauge("openscore_router_live_routers", "Router processes seen alive", registry=r)
         self.admin_auth_failures = Counter("openscore_router_admin_auth_failures", "Admin API 401s", registry=r)
 
         self._versions: dict[tuple[str, str], VersionMetrics] = {}

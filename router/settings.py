@@ -49,6 +49,12 @@ class RouterSettings(BaseSettings):
     status_interval_s: float = Field(2.0, gt=0, allow_inf_nan=False,
                                      description="with kubernetes: a service's status is written at most this "
                                                  "often")
+    # several router pods (docs/router-ha.md)
+    advertise_address: str | None = Field(None, min_length=3, description="with kubernetes: host:port at which the "
+                                          "other routers reach this one (default: $POD_IP and the port)")
+    lease_duration_s: float = Field(10.0, ge=1, le=300, allow_inf_nan=False,
+                                    description="with kubernetes: a service's coordinator Lease; another router "
+                                                "takes over within this after its holder dies")
     # listening
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8080, ge=0, le=65535, description="port (0: any free port)")
