@@ -2,10 +2,11 @@
 
 One namespace holds a compute's services and its router: the Namespace, the ScoringService CRD
 (kube/crd.py), the router's ServiceAccount with a least-privilege Role (it reads services, secrets, pods and
-deployments and may only scale deployments and write a service's status: it never creates or deletes
-anything, so a compromised router cannot start pods), the router Deployment and its ClusterIP Service, and a
-NetworkPolicy under which replica pods accept traffic only from router pods. Everything is server-side
-applied with one field manager, so a second install changes nothing and an edited object is put back.
+deployments and may only scale deployments, write a service's status and keep its coordination Leases: it
+never creates or deletes anything else, so a compromised router cannot start pods), the router Deployment
+and its ClusterIP Service, and a NetworkPolicy under which replica pods accept traffic only from router pods.
+Everything is server-side applied with one field manager, so a second install changes nothing and an edited
+object is put back.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SERVICE_PORT = 80
 CPU_POOL_LABEL = "openscore.io/pool"
 
 # Kubernetes 1.20's server-side apply needs `protocol` spelled out in port lists (their merge key).
-# (apiGroup, resource, verbs): all the router may do. No create/delete anywhere; tests check it.
+# (apiGroup, resource, verbs): all the router may do. No create/delete except its own Leases; tests check it.
 ROUTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (crd.GROUP, crd.PLURAL, ("get", "list", "watch")),
     (crd.GROUP, f"{crd.PLURAL}/status", ("get", "patch", "update")),
@@ -40,6 +41,9 @@ ROUTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "endpoints", ("get", "list", "watch")),
     ("apps", "deployments", ("get", "list", "watch")),
     ("apps", "deployments/scale", ("get", "patch", "update")),
+    # which router pod coordinates which service, and which router pods are alive (openscore.kube.leases):
+    # the only objects a router creates, and they grant nothing
+    ("coordination.k8s.io", "leases", ("get", "list", "watch", "create", "update", "delete")),
 )
 
 
@@ -84,6 +88,9 @@ def router_deployment(opts: InstallOptions) -> dict[str, Any]:
             "command": ["openscore", "router", "--kubernetes", "--namespace", opts.namespace,
                         "--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
             "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+            # who this router is and where the other router pods reach it (docs/router-ha.md)
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "readinessProbe": {"httpGet": {"path": "/readyz", "port": ROUTER_PORT},
                                "periodSeconds": 5, "failureThreshold": 3},
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},

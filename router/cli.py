@@ -43,6 +43,10 @@ def add_router_command(subparsers: Any) -> argparse.ArgumentParser:
     a("--namespace", help="with --kubernetes: the namespace (default: the pod's own or the context's)")
     a("--kubeconfig", help="with --kubernetes: a kubeconfig file instead of the pod's service account")
     a("--status-interval-s", help="with --kubernetes: a service's status is written at most this often (2)")
+    a("--advertise-address", help="with --kubernetes: host:port the other router pods reach this one at "
+                                  "(default: $POD_IP and --port)")
+    a("--lease-duration-s", help="with --kubernetes: the coordinator Lease of each service: another router "
+                                 "takes a dead one's services over within it (10)")
     a("--config", help="services file (JSON or YAML, Azure deploymentconfig keys) applied at start; relative "
                        "paths in it resolve against its folder")
     a("--host", help="bind address (127.0.0.1)")
@@ -276,6 +280,11 @@ async def _serve(args: RouterSettings) -> int:
     router = Router(store, target, tokens=TokenAuthority(args.token_lifetime_s),
                     scale_down_window_s=args.scale_down_window_s, drain_timeout_s=args.drain_timeout_s,
                     on_replicas_changed=hook)
+    leases = None
+    if args.kubernetes:
+        leases = kube_mode.coordinate(router, parts, args, key)
+        if publisher is not None:  # the service's coordinator writes its status; the others would repeat it
+            publisher.should_write = router.coordinates
     front = Frontend(router, admin, access_log_enabled=args.access_log,
                      body_policy=BodyPolicy(args.request_buffer_bytes, args.body_timeout_s,
                                             args.min_upload_bytes_per_s))
@@ -297,6 +306,8 @@ async def _serve(args: RouterSettings) -> int:
             await router.start()
         except unusable as e:
             raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
+        if leases is not None:
+            leases.start()
         front.ready = True
         log.info("router listening on %s://%s:%d (%s)", "https" if ssl_ctx else "http", args.host,
                  args.port, where)
@@ -311,6 +322,10 @@ async def _serve(args: RouterSettings) -> int:
         await server.shutdown(1.0)
     finally:
         listener.close()
+        if leases is not None:
+            await leases.stop()  # hand the services back first: another router takes over at once
+        if router.coordination is not None:
+            await router.coordination.close()
         if publisher is not None:
             await publisher.stop()
         await router.stop()

@@ -15,9 +15,13 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from openscore.kube import crd
 from openscore.kube.client import ForbiddenError, KubeClient, KubeError
@@ -25,6 +29,11 @@ from openscore.kube.object_store import KubernetesStateStore
 from openscore.kube.target import KubernetesTarget
 from openscore.router.state import StateStore
 from openscore.router.targets import VersionKey
+
+if TYPE_CHECKING:
+    from openscore.kube.leases import RouterLeases
+    from openscore.router.core import Router
+    from openscore.router.settings import RouterSettings
 
 log = logging.getLogger("openscore.router.kube")
 for _name in ("httpx", "httpx2"):  # lightkube's HTTP client logs every API request at INFO: noise in a router's log
@@ -109,6 +118,7 @@ class StatusPublisher:
         self._last: dict[str, float] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
+        self.should_write: Callable[[str], bool] = lambda service: True
 
     def changed(self, key: VersionKey) -> None:
         """The router's replica hook (sync, on the loop)."""
@@ -127,6 +137,8 @@ class StatusPublisher:
                     await asyncio.sleep(wait)
                 self._pending.discard(service)
                 self._last[service] = time.monotonic()
+                if not self.should_write(service):
+                    continue
                 try:
                     if not await self.write(service):
                         self._pending.add(service)
@@ -144,3 +156,32 @@ class StatusPublisher:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def coordinate(router: Router, parts: ClusterParts, settings: RouterSettings, admin_key: str) -> RouterLeases:
+    """Several router pods: each service's coordinator is chosen by a Lease (openscore.kube.leases); the
+    router admits through it (openscore.router.coordination). Returns the elector, not yet started."""
+    from openscore.kube.leases import MEMBER_PREFIX, RouterLeases
+    from openscore.router.coordination import Coordination, Holder, peer_token
+
+    pod = os.environ.get("POD_NAME") or socket.gethostname()
+    address = settings.advertise_address or f"{os.environ.get('POD_IP') or settings.host}:{settings.port}"
+    identity = f"{pod}_{uuid.uuid4().hex[:8]}"  # per process: a restarted router is a new holder
+    coord = Coordination(identity, address, peer_token(admin_key), router.pool_for, router.keys_of)
+    coord.on_count = lambda how: router.metrics.admitted.labels(how).inc()
+    router.coordinate(coord)
+
+    def on_holder(service: str, holder: str | None, at: str | None) -> None:
+        coord.set_holder(service, Holder(holder, at) if holder and at else None)
+
+    def on_members(n: int) -> None:
+        coord.set_live_routers(n)
+        router.metrics.live_routers.set(n)
+
+    def on_error(problem: str | None) -> None:
+        coord.problem = problem
+        router.metrics.coordination_problem.set(0 if problem is None else 1)
+
+    return RouterLeases(parts.client, parts.namespace, identity, address, MEMBER_PREFIX + pod,
+                        lambda: list(router.services), on_holder, on_members,
+                        duration_s=settings.lease_duration_s, on_error=on_error)

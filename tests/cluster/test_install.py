@@ -108,7 +108,8 @@ def test_the_router_role_reads_and_scales_but_creates_and_deletes_nothing(cluste
         for verb, resource in (("watch", "scoringservices.openscore.io"),
                                ("patch", "scoringservices.openscore.io/status"), ("get", "secrets"),
                                ("list", "pods"), ("watch", "endpoints"),
-                               ("list", "deployments.apps"), ("patch", "deployments.apps/scale")):
+                               ("list", "deployments.apps"), ("patch", "deployments.apps/scale"),
+                               ("create", "leases.coordination.k8s.io"), ("update", "leases.coordination.k8s.io")):
             assert _can(cluster, namespace, verb, resource), (verb, resource)
         for verb, resource in (("create", "deployments.apps"), ("delete", "deployments.apps"),
                                ("patch", "deployments.apps"), ("create", "pods"), ("delete", "pods"),
@@ -117,5 +118,6 @@ def test_the_router_role_reads_and_scales_but_creates_and_deletes_nothing(cluste
                                ("create", "roles.rbac.authorization.k8s.io"), ("get", "configmaps")):
             assert not _can(cluster, namespace, verb, resource), (verb, resource)
         assert not _can(cluster, namespace, "list", "pods", where="default")  # a Role, not a ClusterRole
+        assert not _can(cluster, namespace, "create", "leases.coordination.k8s.io", where="kube-system")
     finally:
         _cli(compute, "cluster", "uninstall", "-n", "myaks", "--keep-crd")

@@ -35,6 +35,8 @@ ROUTER_RULES_EXTRA = [  # the CR itself and its status, on top of the target's r
     {"apiGroups": [crd.GROUP], "resources": [crd.PLURAL], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [crd.GROUP], "resources": [f"{crd.PLURAL}/status"], "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],  # several routers (docs/router-ha.md)
+     "verbs": ["get", "list", "watch", "create", "update", "delete"]},
 ]
 
 
