@@ -95,7 +95,6 @@ class PeerLink:
         self._ids = itertools.count(1)
         self.down_until = 0.0  # after a failed connect: admit locally until then instead of retrying each time
         self.closed = False
-        self.problem: str | None = None  # why coordination may not work (the elector's last error)
 
     @property
     def up(self) -> bool:
@@ -312,6 +311,7 @@ class Coordination:
         self.live_routers = 1
         self.enabled = False  # set by the elector: until then this router is alone
         self.closed = False
+        self.problem: str | None = None  # why coordination may not work (the elector's last error)
         self._holders: dict[str, Holder | None] = {}
         self._links: dict[str, PeerLink] = {}
         self._sessions: set[PeerSession] = set()

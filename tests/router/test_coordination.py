@@ -10,6 +10,7 @@ import random
 
 import aiohttp
 import pytest
+from aiohttp.web_server import Server
 
 from openscore.router.balancer import BackendState, Rejected, SlotPool
 from openscore.router.coordination import WS_PATH, Coordination, Holder, peer_token
@@ -37,7 +38,7 @@ class Side:
         self.coord: Coordination | None = None
         self.name = name
         self.listener: asyncio.Server | None = None
-        self.server = None
+        self.server: Server | None = None
 
     async def start(self) -> None:
         async def handle(request):
