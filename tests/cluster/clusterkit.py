@@ -483,6 +483,7 @@ def down(folder: Path, timeout: float = 120) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
+        clean_up_after_kill(folder, info)
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -492,6 +493,33 @@ def down(folder: Path, timeout: float = 120) -> None:
             return
         time.sleep(0.2)
     raise SystemExit(f"cluster process {pid} still running after {timeout} s")
+
+
+def clean_up_after_kill(folder: Path, info: dict[str, Any]) -> None:
+    """A cluster process killed by SIGKILL (a session ended under it) never ran stop(): its bridge, KUBE-* chains,
+    sysctls, unreachable routes, mounts and pods' cgroups stay, and the next real-node cluster refuses to start.
+    READY still being there is the mark of that (stop() removes it); host-state.json holds what to restore. Only
+    one real-node cluster can run at a time (one bridge name), so what is left is this folder's."""
+    state = folder / "host-state.json"
+    if not (folder / "READY").exists():
+        return
+    cluster = Cluster(folder, real_node="real-node" in info.get("up", []))
+    for dest in cluster._unreachable():
+        if "unreachable" in subprocess.run(["ip", "route", "show", dest], capture_output=True, text=True).stdout:
+            cluster.made_routes.append(dest)
+    if cluster.real_node and state.exists():
+        from tests.cluster.realnode import RealNode, bridge_exists
+        saved = json.loads(state.read_text())
+        node = RealNode(cluster, REAL_NODE, REAL_NODE_LABELS)
+        node.saved_sysctls = saved["sysctls"]
+        node.chains_before = {tuple(key.split(" ", 1)): set(chains)
+                              for key, chains in saved["chains"].items()}
+        node.made_bridge = bridge_exists()
+        cluster.node = node
+    cluster.stop()
+    (folder / "READY").unlink(missing_ok=True)
+    left = cluster.leftovers()
+    print("cleaned up after a killed cluster" + (": still left " + ", ".join(left) if left else ""), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
