@@ -444,6 +444,17 @@ def up(folder: Path, real_node: bool, api_port: int | None, registry_port: int |
     (folder / "READY").unlink(missing_ok=True)
     info_path = folder / "cluster.json"
     previous = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if api_port is None and previous.get("api_server"):
+        # the folder's etcd keeps default/kubernetes' endpoints, and the API server's lease reconciler (1.20)
+        # does not correct their port: pods would dial the previous one. Keep it when it is free.
+        old_port = int(previous["api_server"].rsplit(":", 1)[1])
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", old_port))
+                api_port = old_port
+            except OSError:
+                print(f"port {old_port} of the previous run is taken: pods may not reach the API server",
+                      flush=True)
     cluster = Cluster(folder, real_node=real_node, api_port=api_port, registry_port=registry_port)
     stopping = False
 
