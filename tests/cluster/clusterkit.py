@@ -494,7 +494,10 @@ def down(folder: Path, timeout: float = 120) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        clean_up_after_kill(folder, info)
+        # READY still there means stop() never ran (it removes READY first): the process was SIGKILLed
+        if (folder / "READY").exists():
+            clean_up_after_kill(folder, real_node="real-node" in info.get("up", []))
+            (folder / "READY").unlink(missing_ok=True)
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -506,15 +509,13 @@ def down(folder: Path, timeout: float = 120) -> None:
     raise SystemExit(f"cluster process {pid} still running after {timeout} s")
 
 
-def clean_up_after_kill(folder: Path, info: dict[str, Any]) -> None:
+def clean_up_after_kill(folder: Path, real_node: bool) -> None:
     """A cluster process killed by SIGKILL (a session ended under it) never ran stop(): its bridge, KUBE-* chains,
     sysctls, unreachable routes, mounts and pods' cgroups stay, and the next real-node cluster refuses to start.
-    READY still being there is the mark of that (stop() removes it); host-state.json holds what to restore. Only
-    one real-node cluster can run at a time (one bridge name), so what is left is this folder's."""
+    host-state.json holds what to restore. Only one real-node cluster can run at a time (one bridge name), so
+    what is left is this folder's."""
     state = folder / "host-state.json"
-    if not (folder / "READY").exists():
-        return
-    cluster = Cluster(folder, real_node="real-node" in info.get("up", []))
+    cluster = Cluster(folder, real_node=real_node)
     for dest in cluster._unreachable():
         if "unreachable" in subprocess.run(["ip", "route", "show", dest], capture_output=True, text=True).stdout:
             cluster.made_routes.append(dest)
@@ -528,7 +529,6 @@ def clean_up_after_kill(folder: Path, info: dict[str, Any]) -> None:
         node.made_bridge = bridge_exists()
         cluster.node = node
     cluster.stop()
-    (folder / "READY").unlink(missing_ok=True)
     left = cluster.leftovers()
     print("cleaned up after a killed cluster" + (": still left " + ", ".join(left) if left else ""), flush=True)
 

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from tests.cluster.clusterkit import Cluster
 
 BRIDGE = "cni0"
+# who made the bridge: {"folder", "pid"}. A cluster whose process was SIGKILLed (a session ended under it) leaves the
+# bridge and this record; the next cluster reads it and undoes the dead one's leftovers instead of refusing to start.
+# /run is a tmpfs, cleared at boot like the bridge itself.
+BRIDGE_OWNER = Path("/run/openscore-test-bridge.json")
 PAUSE_IMAGE = "localhost/pause:3.4"
 SYSCTLS = [
     "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
@@ -72,6 +76,28 @@ def kube_chains() -> dict[tuple[str, str], set[str]]:
 def bridge_exists() -> bool:
     """In this network namespace (sysfs may show another's)."""
     return run("ip", "link", "show", BRIDGE, check=False).returncode == 0
+
+
+def clean_up_dead_owner() -> bool:
+    """Undo what the bridge's recorded owner left when its process is gone; False when it lives or is unknown."""
+    try:
+        owner = json.loads(BRIDGE_OWNER.read_text())
+        folder, pid = Path(owner["folder"]), int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    try:
+        os.kill(pid, 0)
+        return False  # alive: a cluster really is running
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False
+    if not (folder / "host-state.json").exists():
+        return False
+    from tests.cluster.clusterkit import clean_up_after_kill
+    clean_up_after_kill(folder, real_node=True)
+    BRIDGE_OWNER.unlink(missing_ok=True)
+    return True
 
 
 def cgroup_mounts() -> list[Path]:
@@ -126,11 +152,15 @@ class RealNode:
         from tests.cluster.clusterkit import BRIDGE_ADDRESS, SERVICE_RANGE, ClusterError
         self.saved_sysctls = read_sysctls()
         self.chains_before = kube_chains()
+        if bridge_exists() and clean_up_dead_owner():
+            self.saved_sysctls = read_sysctls()  # what the dead cluster's clean-up restored
+            self.chains_before = kube_chains()
+        if bridge_exists():
+            raise ClusterError(f"bridge {BRIDGE} already exists: is another test cluster with a real node running?")
         (self.cluster.folder / "host-state.json").write_text(json.dumps(
             {"sysctls": self.saved_sysctls,
              "chains": {f"{b} {t}": sorted(c) for (b, t), c in self.chains_before.items()}}, indent=1))
-        if bridge_exists():
-            raise ClusterError(f"bridge {BRIDGE} already exists: is another test cluster with a real node running?")
+        BRIDGE_OWNER.write_text(json.dumps({"folder": str(self.cluster.folder), "pid": os.getpid()}))
         run("ip", "link", "add", BRIDGE, "type", "bridge")
         self.made_bridge = True
         run("ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
@@ -282,6 +312,7 @@ state = "{cdir / 'state'}"
         if self.made_bridge:
             step(f"delete {BRIDGE}", lambda: run("ip", "link", "del", BRIDGE))
             self.made_bridge = False
+            step("forget the bridge's owner", self._forget_owner)
         step("restore sysctls", self._restore_sysctls)
         if errors:
             with open(self.cluster.journal, "a") as j:
@@ -411,6 +442,13 @@ state = "{cdir / 'state'}"
             except OSError:
                 pass
         return left
+
+    def _forget_owner(self) -> None:
+        try:
+            if json.loads(BRIDGE_OWNER.read_text()).get("folder") == str(self.cluster.folder):
+                BRIDGE_OWNER.unlink()
+        except (OSError, ValueError):
+            pass
 
     def _restore_sysctls(self) -> None:
         for name, value in self.saved_sysctls.items():
