@@ -81,16 +81,18 @@ class RouterLeases:
         self._task = asyncio.create_task(self._loop(), name="router-leases")
 
     async def stop(self) -> None:
-        """Hand back what we hold (the other routers take over at their next round)."""
+        """Leave, then hand back what we hold: the other routers take over at their next round. Leaving first
+        means a round that sees a Lease handed back also counts one router less, so the fair share has grown
+        and a router at its share does not wait a period before taking it."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for name in list(self._held):
-            await self._give_back(name)
         try:
             await self.client.delete(API_VERSION, KIND, self.member_name, self.namespace)
         except KubeError:
             pass
+        for name in list(self._held):
+            await self._give_back(name)
 
     async def _loop(self) -> None:
         while True:

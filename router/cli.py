@@ -314,18 +314,21 @@ async def _serve(args: RouterSettings) -> int:
         await stop.wait()
         log.info("stopping: draining %d in-flight request(s)", front.in_flight)
         front.ready = False
+        front.draining = True
         listener.close()
         for _ in range(int(args.graceful_timeout_s * 20)):
             if front.in_flight == 0:
                 break
             await asyncio.sleep(0.05)
-        await server.shutdown(1.0)
     finally:
         listener.close()
+        # the services go back once nothing of ours holds their slots (another router takes over at once);
+        # then the peers' links close, which ends their WebSocket requests, and the server can stop
         if leases is not None:
-            await leases.stop()  # hand the services back first: another router takes over at once
+            await leases.stop()
         if router.coordination is not None:
             await router.coordination.close()
+        await server.shutdown(1.0)
         if publisher is not None:
             await publisher.stop()
         await router.stop()

@@ -132,6 +132,9 @@ class Frontend:
         self.access = AccessLog() if access_log_enabled else None
         self.in_flight = 0
         self.ready = False
+        # stopping: every answer closes its connection, so keep-alive clients go elsewhere and the drain ends
+        # after the requests in flight (with kept-alive clients it would last the whole graceful timeout)
+        self.draining = False
         self._mirrors: set[asyncio.Task] = set()  # shadow copies in flight (held so they are not collected)
 
     async def close(self) -> None:
@@ -143,6 +146,12 @@ class Frontend:
             self.access.flush()
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        resp = await self._route(request)
+        if self.draining:
+            resp.force_close()
+        return resp
+
+    async def _route(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith(SCORE_PREFIX):
             return await self._score_route(request, path[len(SCORE_PREFIX):])

@@ -135,3 +135,37 @@ def test_split_over_10000_real_requests_is_within_2_percent(start_router):
     for version, pct in (("blue", 60), ("green", 25), ("red", 15)):
         share = counts[200, version] / 100
         assert abs(share - pct) <= 2, (version, share, counts)
+
+
+def test_a_stopping_router_closes_kept_alive_connections_and_exits_once_in_flight_requests_are_done(start_router):
+    # keep-alive clients keep sending to a stopping router (its listener is closed, their connections are not):
+    # every answer of the drain closes its connection, so they leave and the drain ends with the requests in
+    # flight, long before the graceful timeout, and no request is cut off
+    r = start_router({"drain-svc": service("slow.py", numReplicas=1, maxConcurrentRequestsPerContainer=4, **OPEN)},
+                     "--graceful-timeout-s", "120")
+    r.wait_ready("drain-svc")
+    url = f"{r.url}/api/v1/service/drain-svc/score"
+    closing: list[str] = []
+
+    def client() -> None:
+        s = requests.Session()
+        while True:
+            try:
+                got = s.post(url, data=b'{"sleep": 0.3}', headers={"Content-Type": "application/json"}, timeout=30)
+            except requests.ConnectionError:
+                return  # the listener is closed: a real client would go to another router
+            assert got.status_code == 200, got.text
+            if got.headers.get("Connection", "").lower() == "close":
+                closing.append(got.headers["x-openscore-replica"])
+                return
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    r.proc.send_signal(signal.SIGTERM)
+    code = r.proc.wait(60)  # with the old drain it waited out the 120 s graceful timeout
+    for t in threads:
+        t.join(10)
+    assert code == 0, r.log()
+    assert closing, "no answer of the drain said Connection: close"
+    assert "stopping: draining" in r.log()
