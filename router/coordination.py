@@ -10,6 +10,10 @@ the request itself, and tells the coordinator when the back end is free again. H
 - a peer asks over one WebSocket per coordinator (`PeerLink`): `acquire` waits on the coordinator's queue
   and is answered with a replica, `release` is one message; a link that closes releases all of its slots
   on the coordinator, so a dead router never leaks one;
+- a peer keeps a slot granted at once for a moment after its request (`keep_s`, at most `keep_max` per
+  version) and gives it to its next request without asking: under steady load most of a peer's requests
+  skip the round trip. The coordinator still counts the kept slot as busy, so slots stay exact; the moment
+  one of its requests has to wait it recalls kept slots from every peer, so none idles while it has a queue;
 - every router counts its own requests in flight in its own pool, whoever admitted them. When a service's
   coordinator changes, each router declares its in-flight slots to the new one (`hold`), which counts them
   before admitting more; while no coordinator can be reached a router admits on its own, up to
@@ -61,16 +65,17 @@ class TrackedLease(Lease):
     """A slot this router holds for one of its requests, counted in its own pool whoever admitted it."""
 
     def __init__(self, coord: Coordination, key: VersionKey, pool: SlotPool, backend: Backend,
-                 queue_wait_s: float, link: PeerLink | None = None, grant: int = 0):
+                 queue_wait_s: float, link: PeerLink | None = None, grant: int = 0, keepable: bool = False):
         super().__init__(pool, backend, queue_wait_s)
         self.coord, self.key, self.link, self.grant = coord, key, link, grant
+        self.keepable = keepable  # granted at once (no queue on the coordinator): may be kept for the next one
 
     def release(self) -> None:
         if self.released:
             return
         super().release()
         self.coord._inflight.discard(self)
-        if self.link is not None:
+        if self.link is not None and not self.link.keep(self.key, self.grant, self.backend.id, self.keepable):
             self.link.release(self.grant)
 
 
@@ -95,6 +100,10 @@ class PeerLink:
         self._ids = itertools.count(1)
         self.down_until = 0.0  # after a failed connect: admit locally until then instead of retrying each time
         self.closed = False
+        # slots granted to this router, kept after their request for the next one: (grant id, backend, since)
+        self._kept: dict[VersionKey, list[tuple[int, str, float]]] = {}
+        self._kept_timer: asyncio.TimerHandle | None = None
+        self._no_keep_until: dict[VersionKey, float] = {}  # recalled: until then slots go straight back
 
     @property
     def up(self) -> bool:
@@ -141,6 +150,8 @@ class PeerLink:
                     fut.set_result(m)
                 elif m.get("op") == "grant":  # its request gave up meanwhile: hand the slot straight back
                     self._send({"op": "release", "id": m["id"]})
+                elif m.get("op") == "recall":
+                    self.recall((str(m.get("s")), str(m.get("v"))))
         except Exception as e:  # a broken frame is a broken link
             log.warning("link to the coordinating router at %s failed: %r", self.address, e)
         finally:
@@ -154,6 +165,7 @@ class PeerLink:
             if not fut.done():
                 fut.set_exception(LinkDown(f"the link to the coordinating router at {self.address} closed"))
         self._pending.clear()
+        self._kept.clear()  # released on the coordinator with the link
         # the coordinator released everything this link held; the requests still in flight are declared
         # again to whichever router coordinates next
         for lease in self.coord._inflight:
@@ -191,12 +203,61 @@ class PeerLink:
     def release(self, gid: int) -> None:
         self._send({"op": "release", "id": gid})
 
+    # ---------------------------------------------------------- kept slots
+    def keep(self, key: VersionKey, gid: int, backend_id: str, keepable: bool) -> bool:
+        """Keep a finished request's slot for this router's next request of the version, if allowed."""
+        c = self.coord
+        kept = self._kept.setdefault(key, [])
+        now = time.monotonic()
+        if not keepable or c.keep_s <= 0 or not self.up or len(kept) >= c.keep_max \
+                or now < self._no_keep_until.get(key, 0.0):
+            return False
+        kept.append((gid, backend_id, now))
+        if self._kept_timer is None:
+            self._kept_timer = asyncio.get_running_loop().call_later(c.keep_s, self._expire_kept)
+        return True
+
+    def take_kept(self, key: VersionKey, pool: SlotPool) -> tuple[int, Backend] | None:
+        """A kept slot on a replica this router still routes to (the newest: its connection is warm)."""
+        kept = self._kept.get(key)
+        while kept:
+            gid, bid, _ = kept.pop()
+            b = pool.backends.get(bid)
+            if b is not None and b.routable and self.up:
+                return gid, b
+            self.release(gid)
+        return None
+
+    def give_back(self, key: VersionKey) -> None:
+        for gid, _, _ in self._kept.pop(key, []):
+            self.release(gid)
+
+    def recall(self, key: VersionKey) -> None:
+        """The coordinator has a queue for the version: give its kept slots back and keep none for a while."""
+        self.give_back(key)
+        self._no_keep_until[key] = time.monotonic() + self.coord.recall_s
+
+    def kept(self) -> int:
+        return sum(len(v) for v in self._kept.values())
+
+    def _expire_kept(self) -> None:
+        self._kept_timer = None
+        old = time.monotonic() - self.coord.keep_s
+        for kept in self._kept.values():
+            while kept and kept[0][2] <= old:
+                self.release(kept.pop(0)[0])
+        if any(self._kept.values()):
+            self._kept_timer = asyncio.get_running_loop().call_later(self.coord.keep_s / 2, self._expire_kept)
+
     def hold(self, items: list[tuple[int, VersionKey, str]]) -> None:
         if items:
             self._send({"op": "hold", "items": [[g, k[0], k[1], b] for g, k, b in items]})
 
     async def close(self) -> None:
         self.closed = True
+        if self._kept_timer is not None:
+            self._kept_timer.cancel()
+        self._kept.clear()  # the link's close releases them on the coordinator
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._ws is not None:
@@ -259,8 +320,9 @@ class PeerSession:
             return
         lease = pool.try_acquire()
         if lease is not None:
-            self._grant(gid, lease)
+            self._grant(gid, lease, keepable=True)
             return
+        self.coord.recall(key)
         self.waiting[gid] = asyncio.create_task(self._wait(gid, pool, wait_s))
 
     async def _wait(self, gid: int, pool: SlotPool, wait_s: float) -> None:
@@ -276,10 +338,11 @@ class PeerSession:
         else:
             self._grant(gid, lease)
 
-    def _grant(self, gid: int, lease: Lease) -> None:
+    def _grant(self, gid: int, lease: Lease, keepable: bool = False) -> None:
         self.granted[gid] = lease
         b = lease.backend
-        self.send({"op": "grant", "id": gid, "b": b.id, "a": b.address, "q": lease.queue_wait_s})
+        self.send({"op": "grant", "id": gid, "b": b.id, "a": b.address, "q": lease.queue_wait_s,
+                   "k": int(keepable)})
 
     def close(self) -> None:
         for t in self.waiting.values():
@@ -299,7 +362,8 @@ class Coordination:
 
     def __init__(self, identity: str, address: str, token: str, pool_for: Callable[[VersionKey], SlotPool | None],
                  keys_of: Callable[[str], list[VersionKey]], *, connect_timeout_s: float = 1.0,
-                 retry_s: float = 1.0, heartbeat_s: float = 5.0):
+                 retry_s: float = 1.0, heartbeat_s: float = 5.0, keep_s: float = 0.1, keep_max: int = 2,
+                 recall_s: float = 1.0):
         self.identity = identity
         self.address = address
         self.token = token
@@ -308,6 +372,8 @@ class Coordination:
         self.connect_timeout_s = connect_timeout_s
         self.retry_s = retry_s
         self.heartbeat_s = heartbeat_s
+        self.keep_s, self.keep_max, self.recall_s = keep_s, keep_max, recall_s  # kept slots (PeerLink.keep)
+        self._recalled: dict[VersionKey, float] = {}
         self.live_routers = 1
         self.enabled = False  # set by the elector: until then this router is alone
         self.closed = False
@@ -318,7 +384,7 @@ class Coordination:
         self._inflight: set[TrackedLease] = set()
         self._session: aiohttp.ClientSession | None = None
         self.on_role: Callable[[str, bool], None] | None = None  # (service, coordinates here): the router's hook
-        self.stats = {"local": 0, "remote": 0, "fallback": 0, "moved": 0}
+        self.stats = {"local": 0, "remote": 0, "kept": 0, "fallback": 0, "moved": 0}
         self.on_count: Callable[[str], None] | None = None  # the router's metrics
 
     def _count(self, how: str) -> None:
@@ -351,6 +417,10 @@ class Coordination:
             log.info("service %s: coordinated by %s", service,
                      "this router" if holder and holder.identity == self.identity else
                      (f"{holder.identity} at {holder.address}" if holder else "nobody (admitting locally)"))
+            for other in self._links.values():  # kept slots belong to the coordinator that granted them
+                if holder is None or other.address != holder.address:
+                    for key in {k for k in other._kept if k[0] == service}:
+                        other.give_back(key)
             if holder is not None and holder.identity != self.identity:
                 link = self._links.get(holder.address)
                 if link is not None and link.up:
@@ -396,6 +466,11 @@ class Coordination:
             if h is None or h.identity == self.identity:
                 break
             link = self._link(h.address)
+            kept = link.take_kept(key, pool)
+            if kept is not None:
+                pool._take(kept[1])
+                self._count("kept")
+                return self._track(key, Lease(pool, kept[1], time.monotonic() - start), link, kept[0], True)
             try:
                 gid, m = await link.acquire(key, max(0.0, deadline - time.monotonic()))
             except LinkDown as e:
@@ -407,19 +482,24 @@ class Coordination:
                 b = pool.backends.get(m["b"]) or _stranger(pool, m)
                 pool._take(b)
                 self._count("remote")
-                return self._track(key, Lease(pool, b, time.monotonic() - start), link, gid)
+                return self._track(key, Lease(pool, b, time.monotonic() - start), link, gid, bool(m.get("k")))
             if op == "reject":
                 raise Rejected(m.get("reason") or "overloaded", m.get("msg") or "no free slot",
                                time.monotonic() - start)
             self._count("moved")  # "moved": that router lost the Lease; the elector tells us the new one
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        lease = pool.try_acquire() or await pool.acquire(max(0.0, deadline - time.monotonic()))
+        lease = pool.try_acquire()
+        if lease is None:
+            if self.coordinates(key[0]):
+                self.recall(key)
+            lease = await pool.acquire(max(0.0, deadline - time.monotonic()))
         lease.queue_wait_s = time.monotonic() - start
         self._count("local")
         return self._track(key, lease, None, 0)
 
-    def _track(self, key: VersionKey, lease: Lease, link: PeerLink | None, gid: int) -> TrackedLease:
-        t = TrackedLease(self, key, lease.pool, lease.backend, lease.queue_wait_s, link, gid)
+    def _track(self, key: VersionKey, lease: Lease, link: PeerLink | None, gid: int,
+               keepable: bool = False) -> TrackedLease:
+        t = TrackedLease(self, key, lease.pool, lease.backend, lease.queue_wait_s, link, gid, keepable)
         lease.released = True  # ownership moves to the tracked lease (the slot itself stays taken)
         self._inflight.add(t)
         return t
@@ -442,6 +522,16 @@ class Coordination:
         link.hold(items)
 
     # ------------------------------------------------------------------ the coordinator's end
+    def recall(self, key: VersionKey) -> None:
+        """A request of `key` has to wait here: peers give back the slots they keep (once per 50 ms at most,
+        while the queue lasts; each recall stops keeping for `recall_s`)."""
+        now = time.monotonic()
+        if not self._sessions or now - self._recalled.get(key, -1.0) < 0.05:
+            return
+        self._recalled[key] = now
+        for s in self._sessions:
+            s.send({"op": "recall", "s": key[0], "v": key[1]})
+
     def authorized(self, request: BaseRequest) -> bool:
         got = request.headers.get("Authorization", "")
         return hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode())
@@ -482,7 +572,8 @@ class Coordination:
         out: dict[str, Any] = {"identity": self.identity, "address": self.address, "liveRouters": self.live_routers,
                 "coordinates": sorted(s for s in self._holders if self.coordinates(s)),
                 "peersLinked": sorted(a for a, link in self._links.items() if link.up),
-                "peerSessions": len(self._sessions), "admitted": dict(self.stats)}
+                "peerSessions": len(self._sessions), "admitted": dict(self.stats),
+                "slotsKept": sum(link.kept() for link in self._links.values())}
         if self.problem:
             out["problem"] = self.problem
         return out

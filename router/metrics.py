@@ -50,7 +50,8 @@ class RouterMetrics:
         self.coordinating = Gauge("openscore_router_coordinating", "1 where this router coordinates the service "
                                   "(admits for every router and autoscales it)", ["service"], registry=r)
         self.admitted = Counter("openscore_router_admitted", "Slots taken, by who admitted them: local (this "
-                                "router coordinates), remote (asked the coordinator), fallback (coordinator "
+                                "router coordinates), remote (asked the coordinator), kept (a slot the coordinator "
+                                "granted for an earlier request, kept for a moment), fallback (coordinator "
                                 "unreachable: admitted on this router's share)", ["how"], registry=r)
         self.coordination_problem = Gauge("openscore_router_coordination_problem", "1 while this router cannot "
                                           "keep its coordination Leases (see /readyz)", registry=r)

@@ -32,11 +32,12 @@ TOKEN = peer_token("admin-key-for-tests")
 class Side:
     """One router's coordination: its own pool of the version's replicas, served on its own port."""
 
-    def __init__(self, name: str, replicas: int, slots: int):
+    def __init__(self, name: str, replicas: int, slots: int, **options: float):
         self.pool = SlotPool("svc")
         self.pool.sync(BackendState(f"r{i}", f"10.0.0.{i}:5001", slots, True) for i in range(replicas))
         self.coord: Coordination | None = None
         self.name = name
+        self.options = options
         self.listener: asyncio.Server | None = None
         self.server: Server | None = None
 
@@ -52,7 +53,7 @@ class Side:
         port = self.listener.sockets[0].getsockname()[1]
         self.coord = Coordination(self.name, f"127.0.0.1:{port}", TOKEN,
                                   lambda k: self.pool if k == KEY else None, lambda s: [KEY] if s == "svc" else [],
-                                  retry_s=0.2)
+                                  retry_s=0.2, **self.options)  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         assert self.coord is not None and self.listener is not None and self.server is not None
@@ -68,8 +69,8 @@ class Side:
 
 
 @contextlib.asynccontextmanager
-async def sides(n: int, replicas: int = 2, slots: int = 2):
-    out = [Side(f"router-{i}", replicas, slots) for i in range(n)]
+async def sides(n: int, replicas: int = 2, slots: int = 2, **options: float):
+    out = [Side(f"router-{i}", replicas, slots, **options) for i in range(n)]
     for s in out:
         await s.start()
     for s in out:  # router-0 coordinates
@@ -226,3 +227,49 @@ async def test_a_coordinator_refuses_a_link_without_the_peer_token():
                 msg = await ws.receive()
                 assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert a.pool.busy == 0
+
+
+@in_loop
+async def test_a_peer_keeps_a_granted_slot_for_its_next_request_and_the_coordinator_counts_it():
+    async with sides(2, replicas=1, slots=2, keep_s=0.2) as (a, b):
+        first = await b.coord.acquire(KEY, b.pool, 1.0)
+        first.release()
+        assert a.pool.busy == 1 and b.pool.busy == 0  # kept: still taken on the coordinator, idle here
+        again = await b.coord.acquire(KEY, b.pool, 1.0)
+        assert b.coord.stats == {**b.coord.stats, "remote": 1, "kept": 1}  # no second round trip
+        assert again.backend.id == first.backend.id and a.pool.busy == 1 and b.pool.busy == 1
+        again.release()
+        await eventually(lambda: a.pool.busy == 0)  # not reused within keep_s: given back
+
+
+@in_loop
+async def test_a_coordinator_whose_request_must_wait_recalls_the_slots_peers_keep():
+    async with sides(2, replicas=1, slots=1, keep_s=60.0) as (a, b):
+        mine = await b.coord.acquire(KEY, b.pool, 1.0)
+        mine.release()
+        assert a.pool.busy == 1  # kept by b, for up to a minute
+        # a's own request finds no free slot: b is told to give its kept slot back, long before the minute
+        assert a.coord.try_acquire(KEY, a.pool) is None
+        lease = await a.coord.acquire(KEY, a.pool, 5.0)
+        assert b.coord.describe()["slotsKept"] == 0
+        # while the coordinator had a queue b keeps nothing: its queued request's slot goes straight back
+        queued = asyncio.ensure_future(b.coord.acquire(KEY, b.pool, 5.0))
+        await eventually(lambda: a.pool.queued == 1)
+        lease.release()
+        got = await queued
+        got.release()
+        await eventually(lambda: a.pool.busy == 0)
+        assert b.coord.stats["kept"] == 0
+
+
+@in_loop
+async def test_kept_slots_go_back_to_their_coordinator_when_the_lease_moves():
+    async with sides(3, replicas=1, slots=2, keep_s=60.0) as (a, b, c):
+        (await b.coord.acquire(KEY, b.pool, 1.0)).release()
+        assert a.pool.busy == 1
+        for s in (a, b, c):
+            s.coord.set_holder("svc", c.holder())
+        await eventually(lambda: a.pool.busy == 0)
+        got = await b.coord.acquire(KEY, b.pool, 1.0)  # asked of c, not taken from a's kept slot
+        assert c.pool.busy == 1 and b.coord.stats["kept"] == 0
+        got.release()
