@@ -81,7 +81,9 @@ def add_cluster_command(subparsers: Any) -> argparse.ArgumentParser:
     i = sub.add_parser("install", help="apply the namespace, CRD, router and its least-privilege Role")
     i.add_argument("-n", "--name", required=True, help="the attached compute")
     i.add_argument("--router-image", help="the router's image (default: <registry>/openscore:cpu)")
-    i.add_argument("--replicas", type=int, default=1, help="router replicas (default 1)")
+    i.add_argument("--replicas", type=int, default=1,
+                   help="router pods (default 1; Azure runs 3 azureml-fe pods): each service is coordinated by one "
+                        "of them, see docs/router-ha.md")
     _common(i)
     i.set_defaults(func=_run(_install, "cluster install"))
     u = sub.add_parser("uninstall", help="remove what install applied")
