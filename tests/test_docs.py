@@ -35,5 +35,6 @@ def test_threat_model_names_only_tests_that_exist():
         assert current, "a `::test` reference before any file name"
         named.append((current, m.group(2) or m.group(3)))
     assert len(named) > 30
-    missing = [f"{f}::{t}" for f, t in named if not re.search(rf"^def {t}\(", (ROOT / "tests" / f).read_text(), re.M)]
+    missing = [f"{f}::{t}" for f, t in named
+               if not re.search(rf"^(?:async )?def {t}\(", (ROOT / "tests" / f).read_text(), re.M)]
     assert missing == []
