@@ -214,6 +214,9 @@ class KubernetesTarget(ComputeTarget):
             v = self._versions[key] = _Version(spec, replicas)
         else:
             v.spec, v.wanted = spec, replicas
+        dep = self._deployments.get(key)
+        if dep is not None and not self.owns_count(key[0]):  # the service's coordinator sets the count
+            v.wanted = int((dep.get("spec") or {}).get("replicas") or 0)
         async with self._lock(key):
             if self.manage:
                 await self._apply(key, v)
@@ -417,8 +420,14 @@ class KubernetesTarget(ComputeTarget):
         else:
             self._set_deployment(key, dep)
             v = self._versions.get(key)
-            if v is not None and (dep.get("spec") or {}).get("replicas") != v.wanted and not self._stopped:
+            count = (dep.get("spec") or {}).get("replicas")
+            if v is None or count == v.wanted or self._stopped:
+                return
+            if self.owns_count(key[0]):  # a hand edit, or a stale write: put ours back
                 self._spawn(self._locked_sync(key), f"kube-target-scale-{key[0]}-{key[1]}")
+            else:  # the coordinating router's decision: follow it, never fight it
+                v.wanted = int(count or 0)
+                self._on_change(key)
 
     async def _locked_sync(self, key: VersionKey) -> None:
         async with self._lock(key):

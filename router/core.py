@@ -124,6 +124,7 @@ class Router:
         """Admit through the services' coordinating routers and autoscale only the services coordinated here."""
         self.coordination = coordination
         coordination.on_role = self._role_changed
+        self.target.count_owner = self.coordinates  # only a service's coordinator writes its replica count
 
     def coordinates(self, service: str) -> bool:
         return self.coordination is None or self.coordination.coordinates(service)
@@ -322,7 +323,7 @@ class Router:
                 versions[vname] = vr
                 current = self.target.wanted(key)
                 await self.target.deploy(key, vspec, max(replicas, current))  # never shrink undrained
-                if replicas < current:
+                if replicas < current and self.coordinates(name):  # a peer follows the coordinator's count
                     self._spawn(self._scale_down(vr, replicas), f"scale-down-{name}-{vname}")
                 self._dirty.add(key)
             rt = ServiceRuntime(spec, self._auth(spec, keys), versions, spec.traffic_shares(), revision=rec.revision)

@@ -48,6 +48,13 @@ class ReplicaInfo:
 
 
 class ComputeTarget(abc.ABC):
+    # several routers on one cluster: says whether this router writes a service's replica count (it is its
+    # coordinator); where it does not, the target follows the count it finds instead of correcting it
+    count_owner: Callable[[str], bool] | None = None
+
+    def owns_count(self, service: str) -> bool:
+        return self.count_owner is None or self.count_owner(service)
+
     @abc.abstractmethod
     async def start(self, on_change: ChangeCallback) -> None:
         """Begin supervising; `on_change(key)` is called (on the event loop) when a key's replicas change."""
