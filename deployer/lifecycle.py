@@ -360,10 +360,19 @@ class ServiceManager:
                 if version is not None:
                     packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use(existing))
                 self._release(name)
-        if existing is not None:
+        if existing is not None and compute is not None:  # local: see _drop_unused_folders
             packaging.remove_deployments(self.ws, name, keep={version["deploymentId"]} if version else set())
         row = self._require(name)
         return self._info(row, service_state.TRANSITIONING, None, self._base_url(row, client))
+
+    def _drop_unused_folders(self, name: str) -> None:
+        """The deployment folders no version uses any more, once an operation's outcome is known. On the local
+        target the replaced version's replicas run from its folder until the rollout is over, and one may be
+        starting as the new version is published: deleting the folder then made it crash at start
+        (FileNotFoundError from getcwd) and the deployment fail. A later operation drops what is left."""
+        row = self._row(name)
+        if row is not None:
+            packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use(row))
 
     def _deployments_in_use(self, row: Mapping[str, Any] | None) -> set[str]:
         if row is None:
@@ -419,6 +428,7 @@ class ServiceManager:
             progress.tick()
             time.sleep(POLL_S)
         self._set_state(name, state, error)
+        self._drop_unused_folders(name)
         self._release(name)
         info = self._info(self._require(name), state, error, client.base_url)
         if state == service_state.HEALTHY:
@@ -665,7 +675,8 @@ class ServiceManager:
             packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use(row))
             self._release(name)
             raise
-        packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use({"record": rec}))
+        if self._compute(row) is not None:  # local: see _drop_unused_folders
+            packaging.remove_deployments(self.ws, name, keep=self._deployments_in_use({"record": rec}))
         new_row = self._require(name)
         return self._info(new_row, service_state.TRANSITIONING, None, self._base_url(new_row, client))
 

@@ -344,6 +344,8 @@ def test_overwriting_a_healthy_service_under_load_ends_healthy_every_time(journe
             assert 'operation "Succeeded"' in r.stdout
             show = kit.cli_json(ws, "service", "show", "-n", "overwritten")
             assert (show["state"], show["error"]) == ("Healthy", None), show
+            # the replaced folder goes once the operation is over (before, a replica starting in it crashed)
+            assert len(list((ws / "deployments" / "overwritten").iterdir())) == 1
     finally:
         stop.set()
         for t in threads:
