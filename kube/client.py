@@ -71,6 +71,9 @@ class UnreachableError(KubeError):
 _SCALE_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "ReplicaSet": "apps/v1"}
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 WATCH_SERVER_TIMEOUT_S = 300  # the server ends a watch after this; the client resumes it transparently
+# A watch silent this long past the server's own end is a dead connection (a half-open TCP pipe after a network
+# cut sends no FIN and no RST while we only read): drop it and resume, instead of waiting on it forever.
+WATCH_READ_MARGIN_S = 30.0
 
 
 def _error(e: BaseException) -> KubeError:
@@ -160,6 +163,8 @@ class KubeClient:
                                      namespace=namespace)
         self.namespace: str = self._g.namespace
         self.watch_server_timeout_s = WATCH_SERVER_TIMEOUT_S
+        self.watch_read_margin_s = WATCH_READ_MARGIN_S
+        self._timeout_s = timeout_s
         self._streams: set[httpx2.Response] = set()
         self._closed = False
 
@@ -275,7 +280,8 @@ class KubeClient:
                 "labelSelector": _selector(label_selector), "fieldSelector": field_selector,
                 "resourceVersion": rv, "allowWatchBookmarks": "true",
                 "timeoutSeconds": self.watch_server_timeout_s})
-            req = self._g._client.build_request(br.method, br.url, params=br.params, timeout=self._g._watch_timeout)
+            timeout = httpx2.Timeout(self._timeout_s, read=self.watch_server_timeout_s + self.watch_read_margin_s)
+            req = self._g._client.build_request(br.method, br.url, params=br.params, timeout=timeout)
             try:
                 resp = await self._g.send(req, stream=True)
             except (httpx2.HTTPError, OSError) as e:
@@ -303,7 +309,8 @@ class KubeClient:
                     return
                 if isinstance(e, httpx2.HTTPStatusError | ApiError):
                     raise _error(e) from None
-                # the connection broke mid-stream (server restart, idle proxy): resume from `rv`
+                # the connection broke mid-stream (server restart, idle proxy) or went silent past the server's
+                # end of the watch (a half-open pipe): resume from `rv`
                 await asyncio.sleep(0.2)
             finally:
                 self._streams.discard(resp)

@@ -5,6 +5,8 @@ CRD manifest and owner references are what the API server and the garbage collec
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 
 import pytest
 
@@ -87,3 +89,67 @@ def test_crd_manifest_and_owner_reference():
     with pytest.raises(ValueError, match="uid"):
         crd.owner_reference({"metadata": {"name": "s"}})
     assert crd.service_keys_secret("s") == "s-keys" and crd.replica_secret("s-v1") == "s-v1-replica"
+
+
+def test_a_watch_gone_silent_past_the_servers_end_is_dropped_and_resumed_from_its_last_version(tmp_path):
+    """A network cut can leave the watch's TCP pipe half-open: no FIN, no RST, and we only read, so without a
+    read deadline the watch (and the router's view of the cluster) would wait on it forever. A scripted API
+    server: each watch sends one event, then goes silent without ending the stream."""
+    from aiohttp import web
+
+    requests: list[dict[str, str]] = []
+    closed: list[int] = []
+    stop = asyncio.Event()
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        n = len(requests)
+        requests.append(dict(request.query))
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        event = {"type": "ADDED" if n == 0 else "MODIFIED",
+                 "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "cm", "namespace": "ns1", "resourceVersion": str(11 + n)}}}
+        await resp.write((json.dumps(event) + "\n").encode())
+        while not stop.is_set():  # silent, the stream left open, until the client gives up on it
+            if request.transport is None or request.transport.is_closing():
+                closed.append(n)
+                break
+            await asyncio.sleep(0.05)
+        return resp
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/api/v1/namespaces/ns1/configmaps", watch)
+        runner = web.AppRunner(app, shutdown_timeout=1)
+        await runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+        path = tmp_path / "kubeconfig"
+        path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u, namespace: ns1}}}}]
+current-context: x
+""")
+        try:
+            async with KubeClient.from_kubeconfig(str(path)) as c:
+                c.watch_server_timeout_s, c.watch_read_margin_s = 1, 0.5
+                events = c.watch("v1", "ConfigMap", "ns1", resource_version="10")
+                first = await asyncio.wait_for(events.__anext__(), 10)
+                second = await asyncio.wait_for(events.__anext__(), 10)  # only after the silent pipe was dropped
+                await events.aclose()
+            assert (first[0], second[0]) == ("ADDED", "MODIFIED")
+            assert [r["resourceVersion"] for r in requests] == ["10", "11"]  # resumed from the last event
+            assert requests[0]["timeoutSeconds"] == "1"
+            for _ in range(40):  # the silent connection was closed by the client, not left open
+                if 0 in closed:
+                    break
+                await asyncio.sleep(0.05)
+            assert 0 in closed
+        finally:
+            stop.set()
+            await runner.cleanup()
+    asyncio.run(main())
