@@ -73,6 +73,7 @@ class RouterLeases:
         self._held: dict[str, float] = {}   # lease name -> monotonic time of our last successful renew
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
+        self.first_round = asyncio.Event()  # set after the first round, whether or not it succeeded
         self.last_error: str | None = None
         self.on_error = on_error or (lambda problem: None)  # a Role without Lease rights, a lost API server
 
@@ -108,6 +109,7 @@ class RouterLeases:
                 log.exception("router Lease round failed")
             self.on_error(self.last_error)
             self._step_down_stale()
+            self.first_round.set()
             await asyncio.sleep(max(0.0, self.renew_s - (time.monotonic() - started)))
 
     # ------------------------------------------------------------------ one round

@@ -308,6 +308,12 @@ async def _serve(args: RouterSettings) -> int:
             raise _ConfigFailure(f"the desired state in {where} cannot be used: {e}") from e
         if leases is not None:
             leases.start()
+            # ready once this router knows who coordinates what: before that it would admit on its own
+            try:
+                await asyncio.wait_for(leases.first_round.wait(), args.lease_duration_s)
+            except TimeoutError:
+                log.warning("no answer from the router Leases after %.0f s; serving on its own meanwhile",
+                            args.lease_duration_s)
         front.ready = True
         log.info("router listening on %s://%s:%d (%s)", "https" if ssl_ctx else "http", args.host,
                  args.port, where)

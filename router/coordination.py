@@ -358,12 +358,14 @@ class PeerSession:
 
 class Coordination:
     """Who coordinates which service, and admission through it. Without any `set_holder` call (one router,
-    or the workspace mode) every service is coordinated here and admission is the plain local pool."""
+    or the workspace mode) every service is coordinated here and admission is the plain local pool.
+    `elected`: an elector will call `set_holder`; until it first does, this router coordinates nothing (a
+    router joining the others must not scale or write the count of services another one coordinates)."""
 
     def __init__(self, identity: str, address: str, token: str, pool_for: Callable[[VersionKey], SlotPool | None],
-                 keys_of: Callable[[str], list[VersionKey]], *, connect_timeout_s: float = 1.0,
-                 retry_s: float = 1.0, heartbeat_s: float = 5.0, keep_s: float = 0.1, keep_max: int = 2,
-                 recall_s: float = 1.0):
+                 keys_of: Callable[[str], list[VersionKey]], *, elected: bool = False,
+                 connect_timeout_s: float = 1.0, retry_s: float = 1.0, heartbeat_s: float = 5.0,
+                 keep_s: float = 0.1, keep_max: int = 2, recall_s: float = 1.0):
         self.identity = identity
         self.address = address
         self.token = token
@@ -375,7 +377,7 @@ class Coordination:
         self.keep_s, self.keep_max, self.recall_s = keep_s, keep_max, recall_s  # kept slots (PeerLink.keep)
         self._recalled: dict[VersionKey, float] = {}
         self.live_routers = 1
-        self.enabled = False  # set by the elector: until then this router is alone
+        self.enabled = elected  # False: alone until an elector's first `set_holder`
         self.closed = False
         self.problem: str | None = None  # why coordination may not work (the elector's last error)
         self._holders: dict[str, Holder | None] = {}

@@ -136,9 +136,15 @@ class Router:
             return
         now = time.monotonic()  # taking over: a full stable window before any scale-down (no flapping)
         for vr in svc.versions.values():
+            current = self.target.wanted(vr.key)
             if vr.autoscaler is not None:
-                vr.autoscaler.reset_history(now, self.target.wanted(vr.key))
+                vr.autoscaler.reset_history(now, current)
                 vr.last_decision = now
+            # the spec's count where the count found is off it (a fixed count changed, or autoscale bounds
+            # moved, while no router coordinated the service): only a coordinator scales
+            n = self._replicas_after_update(vr, vr.spec)
+            if n != current and not vr.retired:
+                self._spawn(self.set_replicas(vr, n), f"converge-{vr.key[0]}-{vr.key[1]}")
 
     def pool_for(self, key: VersionKey) -> SlotPool | None:
         vr = self._version(key)

@@ -167,7 +167,7 @@ def coordinate(router: Router, parts: ClusterParts, settings: RouterSettings, ad
     pod = os.environ.get("POD_NAME") or socket.gethostname()
     address = settings.advertise_address or f"{os.environ.get('POD_IP') or settings.host}:{settings.port}"
     identity = f"{pod}_{uuid.uuid4().hex[:8]}"  # per process: a restarted router is a new holder
-    coord = Coordination(identity, address, peer_token(admin_key), router.pool_for, router.keys_of)
+    coord = Coordination(identity, address, peer_token(admin_key), router.pool_for, router.keys_of, elected=True)
     coord.on_count = lambda how: router.metrics.admitted.labels(how).inc()
     router.coordinate(coord)
 

@@ -142,6 +142,19 @@ class Routers:
         lease = self.cluster.kubectl_json("-n", self.namespace, "get", "lease", service_lease_name(service))
         return lease["spec"].get("holderIdentity") or ""
 
+    def why_failed(self, service: str) -> str:
+        """For a failed assertion: the service's replica pods' restarts and last exits, and what the router
+        pods logged about failed replicas."""
+        pods = self.cluster.kubectl_json("-n", self.namespace, "get", "pods", "-l",
+                                         f"{crd.LABEL_SERVICE}={service}")["items"]
+        replicas = [(p["metadata"]["name"], [(c.get("restartCount"), (c.get("lastState") or {}).get("terminated"))
+                                             for c in p["status"].get("containerStatuses") or []]) for p in pods]
+        logged = []
+        for p in self.pods():
+            out = self.cluster.kubectl("-n", self.namespace, "logs", p["metadata"]["name"], check=False).stdout
+            logged += [line[-300:] for line in out.splitlines() if "failed during the request" in line][:3]
+        return f"replica pods {replicas}; router logs {logged}"
+
     def metric(self, pod: dict[str, Any], name: str, labels: str = "") -> float:
         text = self.admin(pod, "/metrics").text
         total = 0.0
@@ -307,7 +320,7 @@ def test_losing_the_coordinating_router_moves_coordination_within_a_lease_period
         time.sleep(1)
     print(f"coordinator SIGKILL -> new holder {took_over_s:.2f} s; pod deleted -> new holder {moved_s:.2f} s; "
           f"{load.ok} ok, {load.retried} connection retries")
-    assert load.failures == [], load.failures[:5]
+    assert load.failures == [], (load.failures[:5], rs.why_failed("steady"))
     assert load.ok > 50
     assert took_over_s <= LEASE_S + 3, took_over_s
     assert moved_s <= LEASE_S, moved_s  # handed back: no need to wait for expiry
@@ -376,7 +389,7 @@ def replica_pods(rs: Routers, service: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("routers", [2], indirect=True)
-def test_only_the_coordinator_autoscales_from_both_pods_load_and_its_successor_keeps_the_count(
+def test_only_the_coordinator_autoscales_from_both_pods_load_and_its_successor_and_a_joining_pod_keep_the_count(
         cluster: ClusterInfo, namespace: str, slow_image: str, routers: tuple[Routers, str]) -> None:
     rs, base = routers
     key = secrets.token_urlsafe(32)
@@ -387,9 +400,11 @@ def test_only_the_coordinator_autoscales_from_both_pods_load_and_its_successor_k
     asyncio.run(deploy(cluster, namespace, "elastic", doc))
     until(lambda: rs.service_seen_by_all("elastic", 2), "2 router pods seeing elastic", timeout=300)
 
+    def deployment() -> dict[str, Any]:
+        return cluster.kubectl_json("-n", namespace, "get", "deployment", deployment_name("elastic", "elastic"))
+
     def wanted() -> int:
-        return int(cluster.kubectl_json("-n", namespace, "get", "deployment",
-                                        deployment_name("elastic", "elastic"))["spec"]["replicas"])
+        return int(deployment()["spec"]["replicas"])
     with RetryingLoad(f"{base}/api/v1/service/elastic/score", key, threads=6) as load:
         try:
             until(lambda: wanted() == 2 and len(replica_pods(rs, "elastic")) == 2, "a second replica from the load",
@@ -408,6 +423,8 @@ def test_only_the_coordinator_autoscales_from_both_pods_load_and_its_successor_k
         assert sorted(mine.values()) == [False, True], (coordinator, decisions)
         # the coordinator alone decided (the other pod's requests counted in its pool: it sees both pods' load)
         assert all((n >= 1) == mine[name] for name, n in decisions.items()), decisions
+        # every write of another count bumps the Deployment's generation, even one undone before a poll sees it
+        generation = deployment()["metadata"]["generation"]
         cluster.kubectl("-n", namespace, "delete", "pod", next(n for n, m in mine.items() if m), "--wait=false")
         second = until(lambda: (h := rs.holder("elastic")) and h != coordinator and h, "a new coordinator",
                        timeout=30)
@@ -416,10 +433,18 @@ def test_only_the_coordinator_autoscales_from_both_pods_load_and_its_successor_k
         while time.monotonic() < end:
             counts.append(wanted())
             time.sleep(0.25)
+        # the Deployment's replacement router pod joins: it applies the service (whose count, 2, is above the
+        # autoscaler's minimum, 1) before it knows who coordinates, and must not scale it
+        joined = until(lambda: rs.service_seen_by_all("elastic", 2) and rs.ready(), "the replacement router pod",
+                       timeout=120)
+        time.sleep(2)
+        counts.append(wanted())
     print(f"autoscale decisions per router pod {decisions}; coordination moved to {second}; replica counts "
           f"after the move {sorted(set(counts))}; {load.ok} ok, {load.retried} connection retries")
     assert set(counts) == {2}, counts
-    assert load.failures == [], load.failures[:5]
+    assert {p["metadata"]["name"] for p in joined} - set(decisions)  # a new router pod did join
+    assert deployment()["metadata"]["generation"] == generation, "the replica count was changed and changed back"
+    assert load.failures == [], (load.failures[:5], rs.why_failed("elastic"))
 
 
 @pytest.mark.parametrize("routers", [2], indirect=True)
@@ -452,5 +477,5 @@ def test_a_version_update_under_load_through_two_router_pods_fails_no_request(
             assert st == 200, body
             answered.add(body["pod"])
     print(f"version update under load: {load.ok} ok, {load.retried} connection retries")
-    assert load.failures == [], load.failures[:5]
+    assert load.failures == [], (load.failures[:5], rs.why_failed("rolling"))
     assert len(answered) == 1 and not answered & old, (answered, old)

@@ -273,3 +273,20 @@ async def test_kept_slots_go_back_to_their_coordinator_when_the_lease_moves():
         got = await b.coord.acquire(KEY, b.pool, 1.0)  # asked of c, not taken from a's kept slot
         assert c.pool.busy == 1 and b.coord.stats["kept"] == 0
         got.release()
+
+
+def test_a_router_with_an_elector_coordinates_nothing_until_the_elector_first_speaks():
+    """A router pod joining the others applies its services before its first Lease round: meanwhile it must
+    not act as their coordinator (it would scale an autoscaled service back to its initial count). Without an
+    elector (one router, the workspace mode) it coordinates everything from the start."""
+    roles: list[tuple[str, bool]] = []
+    pool = SlotPool("svc")
+    alone = Coordination("alone", "127.0.0.1:1", TOKEN, lambda k: pool, lambda s: [KEY])
+    assert alone.coordinates("svc")
+    joining = Coordination("me", "127.0.0.1:2", TOKEN, lambda k: pool, lambda s: [KEY], elected=True)
+    joining.on_role = lambda service, here: roles.append((service, here))
+    assert not joining.coordinates("svc") and not joining.coordinates("other")
+    joining.set_holder("other", Holder("someone-else", "127.0.0.1:3"))
+    joining.set_holder("svc", Holder("me", "127.0.0.1:2"))
+    assert joining.coordinates("svc") and not joining.coordinates("other")
+    assert roles == [("svc", True)]  # the router's hook: it takes over svc (and converges its count) now
