@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -199,6 +200,15 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> b
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+async def until(cond: Any, timeout_s: float = 30.0, what: str = "") -> None:
+    """In a test's own event loop: wait for `cond()`, or fail saying what did not happen."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def restart_on(starter: RouterStarter, previous: RouterProcess, services: dict[str, Any], *extra: str,

@@ -3,9 +3,8 @@ running. A real router core, file store and replica processes, driven in-process
 
 import asyncio
 import os
-import time
 
-from routerkit import SCRIPTS
+from routerkit import SCRIPTS, until
 
 from openscore.router.core import Router
 from openscore.router.local_target import LocalProcessTarget
@@ -18,14 +17,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-async def until(cond, timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_a_version_still_busy_at_the_drain_deadline_is_stopped(tmp_path, caplog):

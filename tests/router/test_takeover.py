@@ -4,9 +4,8 @@ spec. A real router core, file store and replica processes, driven in-process (n
 elector: the test tells the coordination who holds the service, as the Lease rounds would)."""
 
 import asyncio
-import time
 
-from routerkit import SCRIPTS
+from routerkit import SCRIPTS, until
 
 from openscore.router.coordination import Coordination, Holder, peer_token
 from openscore.router.core import Router
@@ -14,14 +13,6 @@ from openscore.router.local_target import LocalProcessTarget
 from openscore.router.state import FileStateStore
 
 KEY = ("fixed", "fixed")
-
-
-async def until(cond, timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_a_joining_router_scales_nothing_and_converges_the_count_once_it_coordinates(tmp_path):
